@@ -1,0 +1,155 @@
+/**
+ * Loader and typed surface of the native addon. Everything the TypeScript layer may
+ * call on the C++ side is declared here, and nowhere else.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import load = require('node-gyp-build');
+import { LoadError } from '../lib/errors';
+
+/** Options as the native engine reads them (validated by lib/ first). */
+export interface NativeOptions {
+  nodeid: number;
+  transport: 'tcp' | 'sctp';
+  port: number;
+  mark?: number;
+  entryBytes: number;
+  flush: { immediate: boolean; delayUs: number; minBytes: number };
+  maxNodeBytes: number;
+  maxRxPendingBytes: number;
+  kernelMinimums: boolean;
+  tcpUserTimeoutMs: number;
+  connectRetryMaxMs: number;
+  ackDelayMs: number;
+  sctp: NativeSctpTuning;
+}
+
+export interface NativeSctpTuning {
+  rtoInitialMs: number;
+  rtoMinMs: number;
+  rtoMaxMs: number;
+  heartbeatMs: number;
+  pathMaxRetrans: number;
+  pfRetrans: number;
+  assocMaxRetrans: number;
+  sndbuf: number;
+  rcvbuf: number;
+  sackDelayMs: number;
+}
+
+/** One event from a native thread. */
+export interface NativeEvent {
+  type: string;
+  nodeid: number;
+  detail: string;
+  code: string;
+  value: number;
+}
+
+export interface NativeNodeStats {
+  nodeid: number;
+  connected: boolean;
+  txMsgs: number;
+  txBytes: number;
+  txSyscalls: number;
+  rxMsgs: number;
+  rxBytes: number;
+  connects: number;
+  disconnects: number;
+  connectErrors: number;
+  resent: number;
+  badFrames: number;
+  backpressure: number;
+  acksSent: number;
+  droppedUnacked: number;
+  queuedBytes: number;
+  heldBytes: number;
+  unacked: number;
+  seqSend: number;
+  seqNext: number;
+  version: '3.1' | '3.2' | 'unknown';
+  state: string;
+  dupDropped: number;
+  gapDropped: number;
+  versionMismatch: number;
+  badVersion: number;
+  skipped: number;
+  nodeidMismatch: number;
+  acksRcvd: number;
+  badAcks: number;
+  finsRcvd: number;
+}
+
+export interface NativeStats {
+  rejected: number;
+  accepts: number;
+  batches: number;
+  rxPaused: number;
+  rxPendingBytes: number;
+  nodes: NativeNodeStats[];
+}
+
+/** Result codes of send()/sendParts() (SendResult in native/lowcomms/lowcomms.h). */
+export const SendResult = {
+  Ok: 0,
+  Backpressure: 1,
+  UnknownNode: -1,
+  BadSize: -2,
+  Closing: -3,
+  NotRunning: -4,
+} as const;
+export type SendResult = (typeof SendResult)[keyof typeof SendResult];
+
+export interface NativeEngine {
+  addNode(nodeid: number, addrs: readonly string[], mark?: number): void;
+  removeNode(nodeid: number): boolean;
+  resetNode(nodeid: number): boolean;
+  /** Binds and starts both threads; returns the bound port. Throws {code, errno}. */
+  start(): number;
+  send(nodeid: number, msg: Uint8Array): SendResult;
+  sendParts(nodeid: number, lockspace: number, cmd: number, body: Uint8Array): SendResult;
+  release(bytes: number): void;
+  beginClose(): void;
+  quiesced(): boolean;
+  stop(): void;
+  stats(): NativeStats;
+  ref(): void;
+  unref(): void;
+}
+
+export type BatchCallback = (data: Buffer, index: Uint32Array) => void;
+export type EventCallback = (ev: NativeEvent) => void;
+
+export interface NativeBinding {
+  Engine: new (opts: NativeOptions, onBatch: BatchCallback, onEvent: EventCallback) => NativeEngine;
+  limits: { maxSocketBufsize: number; maxAppBufsize: number; optsLen: number; headerLen: number };
+  /** Whether this kernel can open an SCTP one-to-many socket of the given family. */
+  sctpAvailable(family: 4 | 6): { ok: boolean; errno: number };
+}
+
+/** The package root, from binding/ (sources) or dist/binding/ (compiled). */
+function packageRoot(): string {
+  let dir = __dirname;
+  for (let i = 0; i < 4; i++) {
+    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'CMakeLists.txt')))
+      return dir;
+    dir = path.dirname(dir);
+  }
+  return path.resolve(__dirname, '..');
+}
+
+let cached: NativeBinding | undefined;
+
+export function loadBinding(): NativeBinding {
+  if (cached) return cached;
+  try {
+    cached = load(packageRoot()) as NativeBinding;
+  } catch (err) {
+    throw new LoadError(
+      'the lowcomms native addon is not built for this platform: run `npm run build:native` ' +
+        '(needs cmake and a C++ compiler) or install a package with prebuilds/',
+      { cause: err },
+    );
+  }
+  return cached;
+}

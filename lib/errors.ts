@@ -1,0 +1,108 @@
+/**
+ * Every error lowcomms throws or emits is a LowcommsError with a stable `code`,
+ * so that callers can branch on `err.code` rather than on message text.
+ */
+export type LowcommsErrorCode =
+  | 'ERR_LOWCOMMS_CONFIG'
+  | 'ERR_LOWCOMMS_UNKNOWN_NODE'
+  | 'ERR_LOWCOMMS_MSG_SIZE'
+  | 'ERR_LOWCOMMS_STATE'
+  | 'ERR_LOWCOMMS_SCTP_UNAVAILABLE'
+  | 'ERR_LOWCOMMS_PERMISSION'
+  | 'ERR_LOWCOMMS_ADDRESS_IN_USE'
+  | 'ERR_LOWCOMMS_NATIVE'
+  | 'ERR_LOWCOMMS_PEER'
+  | 'ERR_LOWCOMMS_LOAD';
+
+export class LowcommsError extends Error {
+  readonly code: LowcommsErrorCode;
+  constructor(code: LowcommsErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** Bad options, node table or address: raised before anything is opened. */
+export class ConfigError extends LowcommsError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_LOWCOMMS_CONFIG', message, options);
+  }
+}
+
+/** A nodeid that is not in the node table. */
+export class UnknownNodeError extends LowcommsError {
+  readonly nodeid: number;
+  constructor(nodeid: number) {
+    super('ERR_LOWCOMMS_UNKNOWN_NODE', `nodeid ${nodeid} is not in the node table`);
+    this.nodeid = nodeid;
+  }
+}
+
+/** A message outside the kernel's size limits (16..4096 on the wire, 4072 for the app). */
+export class MessageSizeError extends LowcommsError {
+  readonly size: number;
+  readonly limit: number;
+  constructor(size: number, limit: number, what = 'message') {
+    super('ERR_LOWCOMMS_MSG_SIZE', `${what} of ${size} bytes is outside the limit (max ${limit})`);
+    this.size = size;
+    this.limit = limit;
+  }
+}
+
+/** Called in the wrong state: send() before start(), start() twice, anything after close(). */
+export class StateError extends LowcommsError {
+  constructor(message: string) {
+    super('ERR_LOWCOMMS_STATE', message);
+  }
+}
+
+/** transport 'sctp' on a kernel that has no SCTP. */
+export class SctpUnavailableError extends LowcommsError {
+  constructor(detail: string) {
+    super(
+      'ERR_LOWCOMMS_SCTP_UNAVAILABLE',
+      `this kernel has no SCTP (${detail}). Load it with 'modprobe sctp', ` +
+        `or run inside user-mode-linux with 'scripts/uml-run.sh -- <command>' (see README).`,
+    );
+  }
+}
+
+/** An operation the process lacks the capability for (SO_MARK needs CAP_NET_ADMIN). */
+export class PermissionError extends LowcommsError {
+  constructor(message: string) {
+    super('ERR_LOWCOMMS_PERMISSION', message);
+  }
+}
+
+/** The cluster port is taken on a local address. */
+export class AddressInUseError extends LowcommsError {
+  constructor(message: string) {
+    super('ERR_LOWCOMMS_ADDRESS_IN_USE', message);
+  }
+}
+
+/** Any other failure reported by the native layer (errno text included). */
+export class NativeError extends LowcommsError {
+  readonly errno: number | undefined;
+  constructor(message: string, errno?: number) {
+    super('ERR_LOWCOMMS_NATIVE', message);
+    this.errno = errno;
+  }
+}
+
+/** A peer broke the protocol (malformed frame, impossible ack): its connection was closed. */
+export class PeerError extends LowcommsError {
+  readonly nodeid: number;
+  constructor(nodeid: number, message: string) {
+    super('ERR_LOWCOMMS_PEER', message);
+    this.nodeid = nodeid;
+  }
+}
+
+/** The native addon could not be loaded. */
+export class LoadError extends LowcommsError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_LOWCOMMS_LOAD', message, options);
+  }
+}

@@ -1,0 +1,21 @@
+/**
+ * lowcomms: the Linux kernel DLM's node-to-node communication layer (lowcomms +
+ * midcomms 3.2) for Node.js. See README.md for the guide.
+ */
+export {
+  Lowcomms,
+  type LowcommsOptions,
+  type LowcommsEvents,
+  type LowcommsStats,
+  type NodeStats,
+  type OutgoingMessage,
+  type FlushPolicy,
+  type SctpOptions,
+  type TransportName,
+  type CloseOptions,
+  type CloseResult,
+} from './lowcomms';
+export { MessageBatch, type DlmMessage } from './message';
+export { NodeTable, type NodeConfig } from './nodetable';
+export * from './errors';
+export * from './dlm';

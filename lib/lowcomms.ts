@@ -1,0 +1,593 @@
+/**
+ * The public API: one Lowcomms instance per local node. It owns the node table and the
+ * policy (transport choice, batching, limits) and hands received messages to the
+ * application; every byte on the wire is produced and consumed by the native threads.
+ */
+import { EventEmitter } from 'node:events';
+import {
+  loadBinding,
+  SendResult,
+  type NativeEngine,
+  type NativeEvent,
+  type NativeNodeStats,
+  type NativeOptions,
+} from '../binding';
+import { DLM_DEFAULT_PORT, DLM_HEADER_LEN, DLM_MAX_APP_BUFSIZE, DLM_MSG } from './dlm';
+import {
+  AddressInUseError,
+  ConfigError,
+  LowcommsError,
+  MessageSizeError,
+  NativeError,
+  PeerError,
+  PermissionError,
+  SctpUnavailableError,
+  StateError,
+  UnknownNodeError,
+} from './errors';
+import { MessageBatch, type DlmMessage } from './message';
+import { NodeTable, type NodeConfig } from './nodetable';
+
+export type TransportName = 'tcp' | 'sctp';
+
+/** How the send thread batches: flush at every wake-up, or wait a little to fill entries. */
+export type FlushPolicy = 'immediate' | { delayUs: number; minBytes?: number };
+
+export interface SctpOptions {
+  /** Initial / minimum / maximum retransmission timeout (ms). Defaults 300 / 100 / 1000. */
+  rtoInitialMs?: number;
+  rtoMinMs?: number;
+  rtoMaxMs?: number;
+  /** Heartbeat interval per path (ms). Default 1000. */
+  heartbeatMs?: number;
+  /** Retransmissions before a path is declared unreachable. Default 2. */
+  pathMaxRetrans?: number;
+  /** Retransmissions before a path is "potentially failed" (traffic moves off it). Default 0. */
+  pfRetrans?: number;
+  /** Retransmissions before the whole association is declared lost. Default 10. */
+  assocMaxRetrans?: number;
+  /** SO_SNDBUF / SO_RCVBUF (Linux SCTP does not autotune). Default 4 MiB each. */
+  sndbuf?: number;
+  rcvbuf?: number;
+  /** Delayed SACK time (ms); 0 keeps the kernel's. */
+  sackDelayMs?: number;
+}
+
+export interface LowcommsOptions {
+  /** Our own nodeid; it must be in `nodes` with the local address(es). */
+  nodeid: number;
+  /** Every node of the cluster, ourselves included. */
+  nodes: NodeTable | Iterable<NodeConfig>;
+  /** 'detect': SCTP when the kernel has it and some node has several addresses, else TCP. */
+  transport?: TransportName | 'detect';
+  /** Cluster port, the same on every node. Default 21064. */
+  port?: number;
+  /** SO_MARK for every socket (needs CAP_NET_ADMIN). */
+  mark?: number;
+  batching?: {
+    /** Write-queue entry size: messages are copied into entries of this size. Default 4096. */
+    entryBytes?: number;
+    /** Default 'immediate'. */
+    flush?: FlushPolicy;
+  };
+  limits?: {
+    /** Queued plus unacked bytes per node; past it send() returns false. Default 16 MiB. */
+    maxNodeBytes?: number;
+    /** Delivered to the application and not yet consumed; past it reading stops. Default 8 MiB. */
+    maxRxPendingBytes?: number;
+  };
+  /** Enforce the kernel's minimum sizes of DLM_MSG (88) and DLM_RCOM (48) on receive and send. */
+  kernelMinimums?: boolean;
+  /** TCP_USER_TIMEOUT: a peer that acks nothing for this long is dead. Default 10000. */
+  tcpUserTimeoutMs?: number;
+  /** Reconnect backoff cap (the kernel retries every second). Default 1000. */
+  connectRetryMaxMs?: number;
+  /** An ACK goes out after this long without traffic, if any delivery is unacked. Default 20. */
+  ackDelayMs?: number;
+  sctp?: SctpOptions;
+}
+
+/** What send() takes: a whole DLM message, or the parts to build one from. */
+export type OutgoingMessage =
+  | Uint8Array
+  | { lockspace?: number; cmd?: number; body?: Uint8Array | string };
+
+export interface NodeStats extends NativeNodeStats {}
+
+export interface LowcommsStats {
+  nodeid: number;
+  transport: TransportName;
+  /** Connections or associations refused because their address belongs to no node. */
+  rejected: number;
+  accepts: number;
+  /** Crossings into JavaScript (one per batch of messages). */
+  batches: number;
+  /** Times the receive thread stopped reading because the application fell behind. */
+  rxPaused: number;
+  rxPendingBytes: number;
+  nodes: NodeStats[];
+}
+
+export interface CloseOptions {
+  /** Finish the FIN handshake with every node first (all sent messages acked). Default true. */
+  flush?: boolean;
+  /** Give up flushing after this long. Default 5000 (the kernel's shutdown timeout). */
+  timeoutMs?: number;
+}
+
+export interface CloseResult {
+  /** True when every node finished its handshake (or had nothing outstanding). */
+  flushed: boolean;
+  /** Messages still unacked at close, per nodeid (dropped). */
+  unacked: Record<number, number>;
+}
+
+export interface LowcommsEvents {
+  connect: [{ nodeid: number; address: string; resent: number }];
+  disconnect: [{ nodeid: number; reason: string; errno: number }];
+  reject: [{ address: string }];
+  error: [LowcommsError];
+  drain: [{ nodeid: number }];
+  closed: [{ nodeid: number }];
+  dropped: [{ nodeid: number; count: number; reason: string }];
+  assoc: [{ nodeid: number; state: string; address: string }];
+  path: [{ nodeid: number; address: string; state: string }];
+  close: [];
+}
+
+type MessageHandler = (msg: DlmMessage) => void;
+type BatchHandler = (batch: MessageBatch) => void;
+
+const EMPTY = new Uint8Array(0);
+
+function positiveInt(name: string, v: unknown, max = 0xffffffff): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max)
+    throw new ConfigError(`${name} must be an integer in 0..${max}, got ${String(v)}`);
+  return v;
+}
+
+export class Lowcomms extends EventEmitter<LowcommsEvents> {
+  readonly nodeid: number;
+  readonly nodes: NodeTable;
+  private readonly opts: LowcommsOptions;
+  private transportName: TransportName | undefined;
+  private engine: NativeEngine | undefined;
+  private state: 'new' | 'starting' | 'running' | 'closing' | 'closed' = 'new';
+  private readonly messageHandlers: MessageHandler[] = [];
+  private readonly batchHandlers: BatchHandler[] = [];
+  private readonly iterators = new Set<BatchQueue>();
+  /** Iterators still holding each batch; the batch's bytes are released at zero. */
+  private readonly holds = new WeakMap<MessageBatch, number>();
+  private boundPort = 0;
+
+  constructor(opts: LowcommsOptions) {
+    super();
+    if (!opts || typeof opts !== 'object') throw new ConfigError('options object required');
+    this.nodeid = positiveInt('nodeid', opts.nodeid);
+    this.nodes = opts.nodes instanceof NodeTable ? opts.nodes : new NodeTable(opts.nodes);
+    if (!this.nodes.has(this.nodeid))
+      throw new ConfigError(`local nodeid ${this.nodeid} is not in the node table`);
+    if (opts.port !== undefined) positiveInt('port', opts.port, 65535);
+    if (opts.mark !== undefined) positiveInt('mark', opts.mark);
+    const t = opts.transport ?? 'tcp';
+    if (t !== 'tcp' && t !== 'sctp' && t !== 'detect')
+      throw new ConfigError(`transport must be 'tcp', 'sctp' or 'detect', got ${String(t)}`);
+    const eb = opts.batching?.entryBytes;
+    if (eb !== undefined && (positiveInt('batching.entryBytes', eb) < 4096 || eb > 1 << 20))
+      throw new ConfigError('batching.entryBytes must be 4096..1048576 (an entry holds the largest message)');
+    const f = opts.batching?.flush;
+    if (f !== undefined && f !== 'immediate') {
+      if (typeof f !== 'object') throw new ConfigError("batching.flush must be 'immediate' or { delayUs, minBytes }");
+      positiveInt('batching.flush.delayUs', f.delayUs, 10_000_000);
+      if (f.minBytes !== undefined) positiveInt('batching.flush.minBytes', f.minBytes);
+    }
+    this.opts = opts;
+    if (t === 'tcp' && this.nodes.require(this.nodeid).addrs.length > 1)
+      throw new ConfigError(
+        `TCP can't handle multi-homed hosts: node ${this.nodeid} has several addresses; use transport 'sctp'`,
+      );
+  }
+
+  /** The transport in use ('detect' is resolved by start()). */
+  get transport(): TransportName | undefined {
+    return this.transportName;
+  }
+
+  /** The cluster port the listen socket is bound to (after start()). */
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /** Called once per received message, in order per sending node. Returns an unsubscribe. */
+  onMessage(handler: MessageHandler): () => void {
+    this.messageHandlers.push(handler);
+    return () => remove(this.messageHandlers, handler);
+  }
+
+  /** Called once per batch: the fast path (no object per message unless asked for). */
+  onBatch(handler: BatchHandler): () => void {
+    this.batchHandlers.push(handler);
+    return () => remove(this.batchHandlers, handler);
+  }
+
+  /**
+   * Received messages as an async iterator. Batches wait here until consumed, and
+   * they count against limits.maxRxPendingBytes: a slow consumer slows the senders.
+   */
+  messages(): AsyncIterableIterator<DlmMessage> {
+    const q = new BatchQueue((b) => this.batchDone(b), () => this.iterators.delete(q));
+    this.iterators.add(q);
+    if (this.state === 'closed') q.end();
+    return q;
+  }
+
+  /** Opens the listen socket and starts the send and receive threads. */
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new StateError(`start() called in state '${this.state}'`);
+    this.state = 'starting';
+    try {
+      const binding = loadBinding();
+      const transport = this.resolveTransport(binding);
+      this.transportName = transport;
+      const engine = new binding.Engine(
+        this.nativeOptions(transport),
+        (data, index) => this.dispatch(data, index),
+        (ev) => this.onNativeEvent(ev),
+      );
+      for (const n of this.nodes) engine.addNode(n.nodeid, n.addrs, n.mark);
+      try {
+        this.boundPort = engine.start();
+      } catch (err) {
+        engine.stop();
+        throw mapStartError(err, transport);
+      }
+      this.engine = engine;
+      this.state = 'running';
+    } catch (err) {
+      this.state = 'new';
+      throw err;
+    }
+  }
+
+  /**
+   * Queues a message for `nodeid` and returns at once; it never does socket I/O.
+   * Returns false when the node's queue is over limits.maxNodeBytes (nothing was
+   * queued: retry after its 'drain' event). Throws for an unknown node, a message
+   * outside the size limits, or a node in its closing handshake.
+   */
+  send(nodeid: number, msg: OutgoingMessage): boolean {
+    const engine = this.engine;
+    if (!engine) throw new StateError(`send() before start() or after close() (state '${this.state}')`);
+    let r: SendResult;
+    let size: number;
+    if (msg instanceof Uint8Array) {
+      size = msg.length;
+      r = engine.send(nodeid, msg);
+    } else {
+      const body = typeof msg.body === 'string' ? Buffer.from(msg.body) : (msg.body ?? EMPTY);
+      size = DLM_HEADER_LEN + body.length;
+      r = engine.sendParts(nodeid, msg.lockspace ?? 0, msg.cmd ?? DLM_MSG, body);
+    }
+    if (r === SendResult.Ok) return true;
+    return this.sendFailed(r, nodeid, size, msg instanceof Uint8Array);
+  }
+
+  private sendFailed(r: SendResult, nodeid: number, size: number, raw: boolean): boolean {
+    switch (r) {
+      case SendResult.Backpressure:
+        return false;
+      case SendResult.UnknownNode:
+        if (nodeid === this.nodeid) throw new ConfigError('cannot send to our own nodeid');
+        throw new UnknownNodeError(nodeid);
+      case SendResult.BadSize:
+        if (raw && size >= DLM_HEADER_LEN && size <= DLM_MAX_APP_BUFSIZE)
+          throw new ConfigError('raw message h_length does not match its byte length');
+        throw new MessageSizeError(size, DLM_MAX_APP_BUFSIZE);
+      case SendResult.Closing:
+        throw new StateError(`node ${nodeid} is closing (FIN handshake under way)`);
+      default:
+        throw new StateError(`send() in state '${this.state}'`);
+    }
+  }
+
+  /** Adds a node (or replaces its addresses) while running. */
+  addNode(node: NodeConfig): void {
+    const existing = this.nodes.get(node.nodeid);
+    if (existing) this.nodes.remove(node.nodeid);
+    try {
+      this.nodes.add(node);
+    } catch (err) {
+      if (existing) this.nodes.add(existing);
+      throw err;
+    }
+    const n = this.nodes.require(node.nodeid);
+    this.engine?.addNode(n.nodeid, n.addrs, n.mark);
+  }
+
+  /**
+   * Removes a node (fenced, or gone from the cluster): its sockets close and its
+   * queued and unacked messages are dropped, reported by a 'dropped' event.
+   */
+  removeNode(nodeid: number): boolean {
+    if (nodeid === this.nodeid) throw new ConfigError('cannot remove the local node');
+    const had = this.nodes.remove(nodeid);
+    this.engine?.removeNode(nodeid);
+    return had;
+  }
+
+  /**
+   * Forgets a peer's protocol state (sequence numbers, unacked messages) and starts over
+   * with it on fresh connections: what a membership manager does when a node restarted
+   * without a clean close. Dropped messages are reported by a 'dropped' event.
+   */
+  resetNode(nodeid: number): boolean {
+    if (!this.nodes.has(nodeid)) throw new UnknownNodeError(nodeid);
+    return this.engine?.resetNode(nodeid) ?? false;
+  }
+
+  stats(): LowcommsStats {
+    const s = this.engine?.stats();
+    return {
+      nodeid: this.nodeid,
+      transport: this.transportName ?? 'tcp',
+      rejected: s?.rejected ?? 0,
+      accepts: s?.accepts ?? 0,
+      batches: s?.batches ?? 0,
+      rxPaused: s?.rxPaused ?? 0,
+      rxPendingBytes: s?.rxPendingBytes ?? 0,
+      nodes: (s?.nodes ?? []).filter((n) => n.nodeid !== this.nodeid),
+    };
+  }
+
+  /** Lets the process exit while this instance is open (like socket.unref()). */
+  unref(): this {
+    this.engine?.unref();
+    return this;
+  }
+
+  ref(): this {
+    this.engine?.ref();
+    return this;
+  }
+
+  /**
+   * Closes: by default runs the FIN handshake with every node (so every message sent
+   * before close() is acked), then joins both threads and closes every socket.
+   */
+  async close(opts: CloseOptions = {}): Promise<CloseResult> {
+    if (this.state === 'closed') return { flushed: true, unacked: {} };
+    if (this.state === 'closing') throw new StateError('close() already under way');
+    const engine = this.engine;
+    this.state = 'closing';
+    let flushed = true;
+    const unacked: Record<number, number> = {};
+    if (engine) {
+      if (opts.flush ?? true) {
+        engine.beginClose();
+        const deadline = Date.now() + (opts.timeoutMs ?? 5000);
+        while (!engine.quiesced() && Date.now() < deadline) await sleep(5);
+        flushed = engine.quiesced();
+      }
+      for (const n of engine.stats().nodes) if (n.unacked > 0) unacked[n.nodeid] = n.unacked;
+      if (Object.keys(unacked).length) flushed = false;
+      engine.stop();
+      // Batches queued before stop() arrive through the event loop: let them land.
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    this.engine = undefined;
+    this.state = 'closed';
+    for (const q of this.iterators) q.end();
+    this.emit('close');
+    return { flushed, unacked };
+  }
+
+  private resolveTransport(binding: ReturnType<typeof loadBinding>): TransportName {
+    const want = this.opts.transport ?? 'tcp';
+    const family = this.nodes.family ?? 4;
+    if (want === 'tcp') return 'tcp';
+    const probe = binding.sctpAvailable(family);
+    if (want === 'sctp') {
+      if (!probe.ok) throw new SctpUnavailableError(`socket() failed with errno ${probe.errno}`);
+      return 'sctp';
+    }
+    const multihomed = [...this.nodes].some((n) => n.addrs.length > 1);
+    return probe.ok && multihomed ? 'sctp' : 'tcp';
+  }
+
+  private nativeOptions(transport: TransportName): NativeOptions {
+    const o = this.opts;
+    const f = o.batching?.flush ?? 'immediate';
+    const s = o.sctp ?? {};
+    return {
+      nodeid: this.nodeid,
+      transport,
+      port: o.port ?? DLM_DEFAULT_PORT,
+      ...(o.mark !== undefined ? { mark: o.mark } : {}),
+      entryBytes: o.batching?.entryBytes ?? 4096,
+      flush:
+        f === 'immediate'
+          ? { immediate: true, delayUs: 0, minBytes: 0 }
+          : { immediate: false, delayUs: f.delayUs, minBytes: f.minBytes ?? 0xffffffff },
+      maxNodeBytes: o.limits?.maxNodeBytes ?? 16 << 20,
+      maxRxPendingBytes: o.limits?.maxRxPendingBytes ?? 8 << 20,
+      kernelMinimums: o.kernelMinimums ?? false,
+      tcpUserTimeoutMs: o.tcpUserTimeoutMs ?? 10_000,
+      connectRetryMaxMs: o.connectRetryMaxMs ?? 1000,
+      ackDelayMs: o.ackDelayMs ?? 20,
+      sctp: {
+        rtoInitialMs: s.rtoInitialMs ?? 300,
+        rtoMinMs: s.rtoMinMs ?? 100,
+        rtoMaxMs: s.rtoMaxMs ?? 1000,
+        heartbeatMs: s.heartbeatMs ?? 1000,
+        pathMaxRetrans: s.pathMaxRetrans ?? 2,
+        pfRetrans: s.pfRetrans ?? 0,
+        assocMaxRetrans: s.assocMaxRetrans ?? 10,
+        sndbuf: s.sndbuf ?? 4 << 20,
+        rcvbuf: s.rcvbuf ?? 4 << 20,
+        sackDelayMs: s.sackDelayMs ?? 0,
+      },
+    };
+  }
+
+  /** One crossing from the receive thread: hand the batch to every consumer. */
+  private dispatch(data: Buffer, index: Uint32Array): void {
+    const batch = new MessageBatch(data, index);
+    let held = 0;
+    try {
+      for (const h of this.batchHandlers) h(batch);
+      if (this.messageHandlers.length) {
+        for (let i = 0; i < batch.length; i++) {
+          const m = batch.message(i);
+          for (const h of this.messageHandlers) h(m);
+        }
+      }
+      for (const q of this.iterators) if (q.push(batch)) held++;
+    } finally {
+      // Iterators release when they are done with the batch; otherwise it is done now.
+      if (held) this.holds.set(batch, held);
+      else this.engine?.release(data.length);
+    }
+  }
+
+  private batchDone(batch: MessageBatch): void {
+    const left = (this.holds.get(batch) ?? 1) - 1;
+    if (left > 0) {
+      this.holds.set(batch, left);
+      return;
+    }
+    this.holds.delete(batch);
+    this.engine?.release(batch.data.length);
+  }
+
+  private onNativeEvent(ev: NativeEvent): void {
+    switch (ev.type) {
+      case 'connect':
+        this.emit('connect', { nodeid: ev.nodeid, address: ev.detail, resent: ev.value });
+        return;
+      case 'disconnect':
+        this.emit('disconnect', { nodeid: ev.nodeid, reason: ev.detail, errno: ev.value });
+        return;
+      case 'reject':
+        this.emit('reject', { address: ev.detail });
+        return;
+      case 'drain':
+        this.emit('drain', { nodeid: ev.nodeid });
+        return;
+      case 'closed':
+        this.emit('closed', { nodeid: ev.nodeid });
+        return;
+      case 'dropped':
+        this.emit('dropped', { nodeid: ev.nodeid, count: ev.value, reason: ev.code });
+        return;
+      case 'assoc':
+        this.emit('assoc', { nodeid: ev.nodeid, state: ev.code, address: ev.detail });
+        return;
+      case 'path':
+        this.emit('path', { nodeid: ev.nodeid, address: ev.detail, state: ev.code });
+        return;
+      case 'error': {
+        // 'error' is informational here: a peer's fault must never crash the process,
+        // so it is emitted only to listeners that asked for it.
+        if (this.listenerCount('error') === 0) return;
+        const err =
+          ev.code === 'bad_frame' || ev.code === 'peer_state'
+            ? new PeerError(ev.nodeid, `node ${ev.nodeid}: ${ev.detail}`)
+            : new NativeError(`node ${ev.nodeid}: ${ev.detail}`, ev.value);
+        this.emit('error', err);
+        return;
+      }
+    }
+  }
+}
+
+/** Async-iterator queue of batches; each batch is released when fully consumed. */
+class BatchQueue implements AsyncIterableIterator<DlmMessage> {
+  private readonly batches: MessageBatch[] = [];
+  private pos = 0;
+  private waiter: ((r: IteratorResult<DlmMessage>) => void) | undefined;
+  private done = false;
+
+  constructor(
+    private readonly release: (batch: MessageBatch) => void,
+    private readonly detach: () => void,
+  ) {}
+
+  /** Returns true if the batch is held (released later). */
+  push(b: MessageBatch): boolean {
+    if (this.done || b.length === 0) return false;
+    this.batches.push(b);
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w(this.take()!);
+    }
+    return true;
+  }
+
+  end(): void {
+    this.done = true;
+    if (this.waiter && this.batches.length === 0) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w({ value: undefined, done: true });
+    }
+  }
+
+  private take(): IteratorResult<DlmMessage> | undefined {
+    const b = this.batches[0];
+    if (!b) return undefined;
+    const msg = b.message(this.pos++);
+    if (this.pos >= b.length) {
+      this.batches.shift();
+      this.pos = 0;
+      this.release(b);
+    }
+    return { value: msg, done: false };
+  }
+
+  next(): Promise<IteratorResult<DlmMessage>> {
+    const r = this.take();
+    if (r) return Promise.resolve(r);
+    if (this.done) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve) => (this.waiter = resolve));
+  }
+
+  return(): Promise<IteratorResult<DlmMessage>> {
+    this.done = true;
+    for (const b of this.batches) this.release(b);
+    this.batches.length = 0;
+    this.detach();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}
+
+function remove<T>(arr: T[], item: T): void {
+  const i = arr.indexOf(item);
+  if (i >= 0) arr.splice(i, 1);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function mapStartError(err: unknown, transport: TransportName): LowcommsError {
+  const e = err as { code?: string; errno?: number; message?: string };
+  const msg = e?.message ?? String(err);
+  switch (e?.code) {
+    case 'EADDRINUSE':
+      return new AddressInUseError(msg);
+    case 'EPERM':
+      return new PermissionError(msg);
+    case 'ESOCKTNOSUPPORT':
+      return transport === 'sctp' ? new SctpUnavailableError(msg) : new NativeError(msg, e.errno);
+    case 'CONFIG':
+    case 'EADDRNOTAVAIL':
+      return new ConfigError(msg);
+    default:
+      return new NativeError(msg, e?.errno);
+  }
+}

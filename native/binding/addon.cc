@@ -1,0 +1,360 @@
+// The N-API surface: one Engine object per Lowcomms instance. Native threads reach
+// JavaScript only through two thread-safe functions: one call per batch of received
+// messages (one Buffer + one Uint32Array of (nodeid, offset, length) triples), one per
+// rare event. Nothing here keeps static mutable state, so worker_threads work.
+#include <napi.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include "lowcomms/lowcomms.h"
+
+namespace lowcomms {
+namespace {
+
+// Owns the thread-safe functions; the engine threads hold it through Sink.
+class JsSink : public Sink {
+ public:
+  JsSink(Napi::Env env, Napi::Function on_batch, Napi::Function on_event) {
+    batch_tsfn_ = Napi::ThreadSafeFunction::New(env, on_batch, "lowcomms.batch", 0, 1);
+    event_tsfn_ = Napi::ThreadSafeFunction::New(env, on_event, "lowcomms.event", 0, 1);
+  }
+
+  void deliver(std::unique_ptr<Batch> batch) override {
+    Batch* raw = batch.release();
+    if (batch_tsfn_.NonBlockingCall(raw, &JsSink::call_batch) != napi_ok) delete raw;
+  }
+
+  void event(Event ev) override {
+    auto* raw = new Event(std::move(ev));
+    if (event_tsfn_.NonBlockingCall(raw, &JsSink::call_event) != napi_ok) delete raw;
+  }
+
+  // After the engine's threads are joined: queued calls still run, then the functions go.
+  void release() {
+    std::call_once(released_, [this] {
+      batch_tsfn_.Release();
+      event_tsfn_.Release();
+    });
+  }
+  void unref(Napi::Env env) {
+    batch_tsfn_.Unref(env);
+    event_tsfn_.Unref(env);
+  }
+  void ref(Napi::Env env) {
+    batch_tsfn_.Ref(env);
+    event_tsfn_.Ref(env);
+  }
+
+ private:
+  static void call_batch(Napi::Env env, Napi::Function fn, Batch* b) {
+    std::unique_ptr<Batch> owned(b);
+    if (!env) return;  // environment going away: drop
+    const size_t count = owned->index.size();
+    auto index = Napi::Uint32Array::New(env, count);
+    if (count) std::memcpy(index.Data(), owned->index.data(), count * sizeof(uint32_t));
+    const size_t len = owned->data.size();
+    uint8_t* data = owned->data.data();
+    // The Buffer owns the batch's bytes: freed when JS lets go of it.
+    auto buf = Napi::Buffer<uint8_t>::New(env, data, len,
+                                          [](Napi::Env, uint8_t*, Batch* p) { delete p; },
+                                          owned.get());
+    owned.release();
+    fn.Call({buf, index});
+  }
+
+  static void call_event(Napi::Env env, Napi::Function fn, Event* e) {
+    std::unique_ptr<Event> owned(e);
+    if (!env) return;
+    auto o = Napi::Object::New(env);
+    o.Set("type", owned->type);
+    o.Set("nodeid", Napi::Number::New(env, owned->nodeid));
+    o.Set("detail", owned->detail);
+    o.Set("code", owned->code);
+    o.Set("value", Napi::Number::New(env, double(owned->value)));
+    fn.Call({o});
+  }
+
+  Napi::ThreadSafeFunction batch_tsfn_;
+  Napi::ThreadSafeFunction event_tsfn_;
+  std::once_flag released_;
+};
+
+uint32_t get_u32(const Napi::Object& o, const char* key, uint32_t def) {
+  Napi::Value v = o.Get(key);
+  return v.IsNumber() ? v.As<Napi::Number>().Uint32Value() : def;
+}
+bool get_bool(const Napi::Object& o, const char* key, bool def) {
+  Napi::Value v = o.Get(key);
+  return v.IsBoolean() ? v.As<Napi::Boolean>().Value() : def;
+}
+double get_num(const Napi::Object& o, const char* key, double def) {
+  Napi::Value v = o.Get(key);
+  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : def;
+}
+
+Config parse_config(const Napi::Object& o) {
+  Config c;
+  c.local_nodeid = get_u32(o, "nodeid", 0);
+  c.transport = o.Get("transport").ToString().Utf8Value() == "sctp" ? Transport::kSctp : Transport::kTcp;
+  c.port = uint16_t(get_u32(o, "port", 21064));
+  if (o.Get("mark").IsNumber()) {
+    c.has_mark = true;
+    c.mark = get_u32(o, "mark", 0);
+  }
+  c.entry_bytes = get_u32(o, "entryBytes", c.entry_bytes);
+  if (o.Get("flush").IsObject()) {
+    Napi::Object f = o.Get("flush").As<Napi::Object>();
+    c.flush.immediate = get_bool(f, "immediate", true);
+    c.flush.delay_us = get_u32(f, "delayUs", 0);
+    c.flush.min_bytes = get_u32(f, "minBytes", 0);
+  }
+  c.max_node_bytes = size_t(get_num(o, "maxNodeBytes", double(c.max_node_bytes)));
+  c.max_rx_pending_bytes = size_t(get_num(o, "maxRxPendingBytes", double(c.max_rx_pending_bytes)));
+  c.kernel_minimums = get_bool(o, "kernelMinimums", false);
+  c.tcp_user_timeout_ms = get_u32(o, "tcpUserTimeoutMs", c.tcp_user_timeout_ms);
+  c.connect_retry_max_ms = get_u32(o, "connectRetryMaxMs", c.connect_retry_max_ms);
+  c.ack_delay_ms = get_u32(o, "ackDelayMs", c.ack_delay_ms);
+  if (o.Get("sctp").IsObject()) {
+    Napi::Object s = o.Get("sctp").As<Napi::Object>();
+    SctpTuning& t = c.sctp;
+    t.rto_initial_ms = get_u32(s, "rtoInitialMs", t.rto_initial_ms);
+    t.rto_min_ms = get_u32(s, "rtoMinMs", t.rto_min_ms);
+    t.rto_max_ms = get_u32(s, "rtoMaxMs", t.rto_max_ms);
+    t.hb_interval_ms = get_u32(s, "heartbeatMs", t.hb_interval_ms);
+    t.path_max_retrans = uint16_t(get_u32(s, "pathMaxRetrans", t.path_max_retrans));
+    t.pf_retrans = uint16_t(get_u32(s, "pfRetrans", t.pf_retrans));
+    t.assoc_max_retrans = uint16_t(get_u32(s, "assocMaxRetrans", t.assoc_max_retrans));
+    t.sndbuf = get_u32(s, "sndbuf", t.sndbuf);
+    t.rcvbuf = get_u32(s, "rcvbuf", t.rcvbuf);
+    t.sack_delay_ms = get_u32(s, "sackDelayMs", t.sack_delay_ms);
+  }
+  return c;
+}
+
+std::vector<SockAddr> parse_addrs(const Napi::Env& env, const Napi::Value& v) {
+  if (!v.IsArray()) throw Napi::TypeError::New(env, "addrs must be an array of IP strings");
+  auto arr = v.As<Napi::Array>();
+  std::vector<SockAddr> out;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    SockAddr a;
+    if (!parse_addr(arr.Get(i).ToString().Utf8Value(), 0, &a))
+      throw Napi::TypeError::New(env, "not an IP address: " + arr.Get(i).ToString().Utf8Value());
+    out.push_back(a);
+  }
+  return out;
+}
+
+Napi::Error engine_error(Napi::Env env, const EngineError& e) {
+  Napi::Error err = Napi::Error::New(env, e.message);
+  err.Set("code", Napi::String::New(env, e.code));
+  err.Set("errno", Napi::Number::New(env, e.err));
+  return err;
+}
+
+const char* version_name(PeerVersion v) {
+  return v == PeerVersion::k32 ? "3.2" : v == PeerVersion::k31 ? "3.1" : "unknown";
+}
+
+class Engine : public Napi::ObjectWrap<Engine> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Engine",
+                       {InstanceMethod<&Engine::AddNode>("addNode"),
+                        InstanceMethod<&Engine::RemoveNode>("removeNode"),
+                        InstanceMethod<&Engine::ResetNode>("resetNode"),
+                        InstanceMethod<&Engine::Start>("start"),
+                        InstanceMethod<&Engine::Send>("send"),
+                        InstanceMethod<&Engine::SendParts>("sendParts"),
+                        InstanceMethod<&Engine::Release>("release"),
+                        InstanceMethod<&Engine::BeginClose>("beginClose"),
+                        InstanceMethod<&Engine::Quiesced>("quiesced"),
+                        InstanceMethod<&Engine::Stop>("stop"),
+                        InstanceMethod<&Engine::Stats>("stats"),
+                        InstanceMethod<&Engine::Ref>("ref"),
+                        InstanceMethod<&Engine::Unref>("unref")});
+  }
+
+  // new Engine(options, onBatch(buf, index), onEvent(ev))
+  Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsFunction() || !info[2].IsFunction())
+      throw Napi::TypeError::New(env, "new Engine(options, onBatch, onEvent)");
+    sink_ = std::make_shared<JsSink>(env, info[1].As<Napi::Function>(), info[2].As<Napi::Function>());
+    sink_->unref(env);  // only a started engine keeps the process alive
+    engine_ = std::make_unique<Lowcomms>(parse_config(info[0].As<Napi::Object>()), sink_);
+    // A worker that exits without close(): stop the threads before the env goes.
+    napi_add_env_cleanup_hook(env, &Engine::cleanup, this);
+    hooked_ = true;
+  }
+
+  ~Engine() override {
+    shutdown();
+    if (hooked_) napi_remove_env_cleanup_hook(Env(), &Engine::cleanup, this);
+  }
+
+ private:
+  static void cleanup(void* self) {
+    auto* e = static_cast<Engine*>(self);
+    e->hooked_ = false;
+    e->shutdown();
+  }
+
+  void shutdown() {
+    if (engine_) engine_->stop();  // joins both threads
+    if (sink_) sink_->release();
+  }
+
+  Napi::Value AddNode(const Napi::CallbackInfo& info) {
+    const uint32_t nodeid = info[0].As<Napi::Number>().Uint32Value();
+    auto addrs = parse_addrs(info.Env(), info[1]);
+    const uint32_t mark = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0;
+    engine_->add_node(nodeid, std::move(addrs), mark);
+    return info.Env().Undefined();
+  }
+  Napi::Value RemoveNode(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), engine_->remove_node(info[0].As<Napi::Number>().Uint32Value()));
+  }
+  Napi::Value ResetNode(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), engine_->reset_node(info[0].As<Napi::Number>().Uint32Value()));
+  }
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    try {
+      engine_->start();
+    } catch (const EngineError& e) {
+      throw engine_error(info.Env(), e);
+    }
+    sink_->ref(info.Env());
+    started_ = true;
+    return Napi::Number::New(info.Env(), engine_->bound_port());
+  }
+  // send(nodeid, Uint8Array whole message) -> SendResult
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    const uint32_t nodeid = info[0].As<Napi::Number>().Uint32Value();
+    auto msg = info[1].As<Napi::Uint8Array>();
+    return Napi::Number::New(info.Env(), engine_->send(nodeid, msg.Data(), msg.ByteLength()));
+  }
+  // sendParts(nodeid, lockspace, cmd, Uint8Array body) -> SendResult
+  Napi::Value SendParts(const Napi::CallbackInfo& info) {
+    const uint32_t nodeid = info[0].As<Napi::Number>().Uint32Value();
+    const uint32_t ls = info[1].As<Napi::Number>().Uint32Value();
+    const uint32_t cmd = info[2].As<Napi::Number>().Uint32Value();
+    auto body = info[3].As<Napi::Uint8Array>();
+    return Napi::Number::New(info.Env(),
+                             engine_->send_parts(nodeid, ls, uint8_t(cmd), body.Data(), body.ByteLength()));
+  }
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    engine_->release(size_t(info[0].As<Napi::Number>().DoubleValue()));
+    return info.Env().Undefined();
+  }
+  Napi::Value BeginClose(const Napi::CallbackInfo& info) {
+    engine_->begin_close();
+    return info.Env().Undefined();
+  }
+  Napi::Value Quiesced(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), engine_->quiesced());
+  }
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    shutdown();
+    return info.Env().Undefined();
+  }
+  Napi::Value Ref(const Napi::CallbackInfo& info) {
+    if (started_) sink_->ref(info.Env());
+    return info.Env().Undefined();
+  }
+  Napi::Value Unref(const Napi::CallbackInfo& info) {
+    sink_->unref(info.Env());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto out = Napi::Object::New(env);
+    const auto& g = engine_->counters();
+    out.Set("rejected", Napi::Number::New(env, double(g.rejected)));
+    out.Set("accepts", Napi::Number::New(env, double(g.accepts)));
+    out.Set("batches", Napi::Number::New(env, double(g.batches)));
+    out.Set("rxPaused", Napi::Number::New(env, double(g.rx_paused)));
+    out.Set("rxPendingBytes", Napi::Number::New(env, double(engine_->rx_pending_bytes())));
+    auto nodes = Napi::Array::New(env);
+    uint32_t i = 0;
+    for (const auto& s : engine_->node_stats()) {
+      auto n = Napi::Object::New(env);
+      auto num = [&](const char* k, double v) { n.Set(k, Napi::Number::New(env, v)); };
+      num("nodeid", s.nodeid);
+      n.Set("connected", Napi::Boolean::New(env, s.connected));
+      num("txMsgs", double(s.tx_msgs));
+      num("txBytes", double(s.tx_bytes));
+      num("txSyscalls", double(s.tx_syscalls));
+      num("rxMsgs", double(s.rx_msgs));
+      num("rxBytes", double(s.rx_bytes));
+      num("connects", double(s.connects));
+      num("disconnects", double(s.disconnects));
+      num("connectErrors", double(s.connect_errors));
+      num("resent", double(s.resent));
+      num("badFrames", double(s.bad_frames));
+      num("backpressure", double(s.backpressure));
+      num("acksSent", double(s.acks_sent));
+      num("droppedUnacked", double(s.dropped_unacked));
+      num("queuedBytes", double(s.queued_bytes));
+      num("heldBytes", double(s.held_bytes));
+      num("unacked", double(s.unacked));
+      num("seqSend", s.seq_send);
+      num("seqNext", s.seq_next);
+      n.Set("version", version_name(s.version));
+      n.Set("state", fin_state_name(s.state));
+      num("dupDropped", double(s.rx.dup_dropped));
+      num("gapDropped", double(s.rx.gap_dropped));
+      num("versionMismatch", double(s.rx.version_mismatch));
+      num("badVersion", double(s.rx.bad_version));
+      num("skipped", double(s.rx.skipped));
+      num("nodeidMismatch", double(s.rx.nodeid_mismatch));
+      num("acksRcvd", double(s.rx.acks_rcvd));
+      num("badAcks", double(s.rx.bad_acks));
+      num("finsRcvd", double(s.rx.fins_rcvd));
+      nodes.Set(i++, n);
+    }
+    out.Set("nodes", nodes);
+    return out;
+  }
+
+  std::shared_ptr<JsSink> sink_;
+  std::unique_ptr<Lowcomms> engine_;
+  bool hooked_ = false;
+  bool started_ = false;
+};
+
+// Probe for 'detect' and for a clear error before start().
+Napi::Value SctpAvailable(const Napi::CallbackInfo& info) {
+  const int family = info.Length() > 0 && info[0].IsNumber() && info[0].As<Napi::Number>().Int32Value() == 6
+                         ? AF_INET6 : AF_INET;
+  UniqueFd fd(::socket(family, SOCK_SEQPACKET | SOCK_CLOEXEC, IPPROTO_SCTP));
+  auto o = Napi::Object::New(info.Env());
+  o.Set("ok", Napi::Boolean::New(info.Env(), bool(fd)));
+  o.Set("errno", Napi::Number::New(info.Env(), fd ? 0 : errno));
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Engine", Engine::Define(env));
+  exports.Set("sctpAvailable", Napi::Function::New<SctpAvailable>(env, "sctpAvailable"));
+  auto limits = Napi::Object::New(env);
+  limits.Set("maxSocketBufsize", Napi::Number::New(env, dlm::kMaxSocketBufsize));
+  limits.Set("maxAppBufsize", Napi::Number::New(env, dlm::kMaxAppBufsize));
+  limits.Set("optsLen", Napi::Number::New(env, dlm::kOptsLen));
+  limits.Set("headerLen", Napi::Number::New(env, dlm::kHeaderLen));
+  exports.Set("limits", limits);
+  return exports;
+}
+
+}  // namespace
+}  // namespace lowcomms
+
+static Napi::Object InitLowcomms(Napi::Env env, Napi::Object exports) {
+  return lowcomms::Init(env, exports);
+}
+
+NODE_API_MODULE(lowcomms, InitLowcomms)

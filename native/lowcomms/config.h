@@ -1,0 +1,50 @@
+// Settings of one lowcomms instance, as the TypeScript layer passes them in.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace lowcomms {
+
+enum class Transport : uint8_t { kTcp, kSctp };
+
+struct FlushPolicy {
+  // Immediate: the send thread flushes a node as soon as it is woken. Otherwise it
+  // waits up to delay_us after the first queued byte, or until min_bytes are queued.
+  bool immediate = true;
+  uint32_t delay_us = 0;
+  uint32_t min_bytes = 0;
+};
+
+struct SctpTuning {
+  uint32_t rto_initial_ms = 300;
+  uint32_t rto_min_ms = 100;
+  uint32_t rto_max_ms = 1000;
+  uint32_t hb_interval_ms = 1000;
+  uint16_t path_max_retrans = 2;
+  uint16_t pf_retrans = 0;          // potentially-failed after this many (0: at once)
+  uint16_t assoc_max_retrans = 10;
+  uint32_t sndbuf = 4u << 20;       // Linux SCTP does not autotune: size explicitly
+  uint32_t rcvbuf = 4u << 20;
+  uint32_t sack_delay_ms = 0;       // 0: kernel default
+  uint16_t init_max_attempts = 4;
+  uint16_t init_max_timeo_ms = 1000;
+};
+
+struct Config {
+  uint32_t local_nodeid = 0;
+  Transport transport = Transport::kTcp;
+  uint16_t port = 21064;
+  bool has_mark = false;
+  uint32_t mark = 0;
+  uint32_t entry_bytes = 4096;                // writequeue entry size (a page)
+  FlushPolicy flush;
+  size_t max_node_bytes = 16u << 20;          // queued + unacked per node; send() refuses past it
+  size_t max_rx_pending_bytes = 8u << 20;     // handed to JS, not yet consumed; reading stops past it
+  bool kernel_minimums = false;               // enforce sizeof(dlm_message)/sizeof(dlm_rcom)
+  uint32_t tcp_user_timeout_ms = 10000;
+  uint32_t connect_retry_max_ms = 1000;       // the kernel retries every second
+  uint32_t ack_delay_ms = 20;                 // idle ack after this long without traffic
+  SctpTuning sctp;
+};
+
+}  // namespace lowcomms

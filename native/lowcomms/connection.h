@@ -1,0 +1,75 @@
+// The per-nodeid connection (the kernel's struct connection): the node's addresses,
+// its write queue and midcomms state under one mutex, the outgoing socket owned by
+// the send thread, and counters that stats() reads without locking.
+#pragma once
+#include <sys/socket.h>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+#include "lowcomms/addr.h"
+#include "lowcomms/writequeue.h"
+#include "midcomms/midcomms_node.h"
+#include "util/unique_fd.h"
+
+namespace lowcomms {
+
+// One kernel socket carrying a node's traffic. TCP: the outgoing socket (sent on and
+// read) or an accepted one (read only, the kernel's othercon). Shared by the two
+// threads; the fd closes when the last owner lets go.
+struct Socket {
+  UniqueFd fd;
+  uint64_t id = 0;
+  uint32_t nodeid = 0;
+  bool outgoing = false;
+  std::atomic<bool> dead{false};
+  // Receive-thread state: bytes of a message split across reads.
+  std::vector<uint8_t> rxbuf;
+  size_t rxlen = 0;
+};
+
+struct ConnCounters {
+  std::atomic<uint64_t> tx_msgs{0}, tx_bytes{0}, tx_syscalls{0};
+  std::atomic<uint64_t> rx_msgs{0}, rx_bytes{0};
+  std::atomic<uint64_t> connects{0}, disconnects{0}, connect_errors{0};
+  std::atomic<uint64_t> resent{0}, bad_frames{0}, backpressure{0}, acks_sent{0};
+  std::atomic<uint64_t> dropped_unacked{0};
+};
+
+struct Connection {
+  Connection(uint32_t id, std::vector<SockAddr> a, uint32_t m, uint32_t entry_bytes)
+      : nodeid(id), addrs(std::move(a)), mark(m), wq(entry_bytes), mc(id) {}
+
+  const uint32_t nodeid;
+  std::vector<SockAddr> addrs;   // guarded by the engine's table lock
+  const uint32_t mark;
+
+  std::mutex mu;        // guards wq and mc
+  WriteQueue wq;
+  MidcommsNode mc;
+  bool backpressured = false;  // (mu) send() refused; a drain event is due
+
+  std::atomic<bool> tx_pending{false};  // queued on the send thread's ready list
+  std::atomic<bool> removed{false};
+  std::atomic<bool> sock_failed{false}; // the receive thread saw the outgoing socket die
+  std::atomic<int32_t> assoc_id{0};     // SCTP: the association, 0 when down
+  std::atomic<bool> assoc_up{false};
+
+  // Send-thread state.
+  enum class TxState : uint8_t { kIdle, kConnecting, kConnected };
+  TxState tx_state = TxState::kIdle;
+  std::shared_ptr<Socket> sock;
+  bool writable = false;
+  int64_t retry_at_ns = 0;
+  int64_t flush_at_ns = 0;     // delayed-flush policy deadline, 0 when none
+  uint32_t retries = 0;
+  size_t addr_idx = 0;
+
+  // Receive-thread state (SCTP): a message delivered in parts (no MSG_EOR yet).
+  std::vector<uint8_t> sctp_partial;
+
+  ConnCounters ctr;
+};
+
+}  // namespace lowcomms

@@ -1,0 +1,320 @@
+#include "lowcomms/lowcomms.h"
+
+#include <sys/epoll.h>
+#include <algorithm>
+#include <cstring>
+#include "dlm/wire.h"
+#include "util/clock.h"
+
+namespace lowcomms {
+
+Lowcomms::Lowcomms(Config cfg, std::shared_ptr<Sink> sink)
+    : cfg_(cfg), sink_(std::move(sink)), batch_(std::make_unique<Batch>()) {}
+
+Lowcomms::~Lowcomms() { stop(); }
+
+void Lowcomms::emit(Event ev) { sink_->event(std::move(ev)); }
+
+Lowcomms::ConnPtr Lowcomms::find(uint32_t nodeid) {
+  std::shared_lock lk(table_mu_);
+  auto it = conns_.find(nodeid);
+  return it == conns_.end() ? nullptr : it->second;
+}
+
+std::vector<Lowcomms::ConnPtr> Lowcomms::all_connections() {
+  std::shared_lock lk(table_mu_);
+  std::vector<ConnPtr> v;
+  v.reserve(conns_.size());
+  for (auto& [id, c] : conns_) v.push_back(c);
+  return v;
+}
+
+uint32_t Lowcomms::nodeid_of(const sockaddr* sa) {
+  std::shared_lock lk(table_mu_);
+  for (auto& [id, c] : conns_)
+    for (auto& a : c->addrs)
+      if (same_ip(a.sa(), sa)) return id;
+  return 0;
+}
+
+void Lowcomms::add_node(uint32_t nodeid, std::vector<SockAddr> addrs, uint32_t mark) {
+  for (auto& a : addrs) a = with_port(a, cfg_.port);
+  ConnPtr c;
+  {
+    std::unique_lock lk(table_mu_);
+    auto& slot = conns_[nodeid];
+    if (slot) {
+      // Known node, new address list: queue, protocol state and sockets carry on.
+      slot->addrs = std::move(addrs);
+      return;
+    }
+    slot = c = std::make_shared<Connection>(nodeid, std::move(addrs), mark, cfg_.entry_bytes);
+  }
+  if (running_ && nodeid != cfg_.local_nodeid) kick_tx(c);
+}
+
+bool Lowcomms::remove_node(uint32_t nodeid) {
+  ConnPtr c;
+  {
+    std::unique_lock lk(table_mu_);
+    auto it = conns_.find(nodeid);
+    if (it == conns_.end()) return false;
+    c = std::move(it->second);
+    conns_.erase(it);
+  }
+  size_t dropped;
+  {
+    std::lock_guard lk(c->mu);
+    dropped = c->wq.unacked_frames();
+    c->mc.reset();
+    c->wq.forget_unacked();
+  }
+  c->ctr.dropped_unacked += dropped;
+  c->removed = true;
+  if (dropped) emit(Event{"dropped", nodeid, "node removed with unacked messages", "removed",
+                          int64_t(dropped)});
+  if (running_) kick_tx(c);  // the send thread closes its sockets and frees the queue
+  return true;
+}
+
+bool Lowcomms::reset_node(uint32_t nodeid) {
+  ConnPtr c = find(nodeid);
+  if (!c) return false;
+  size_t dropped;
+  {
+    std::lock_guard lk(c->mu);
+    dropped = c->wq.unacked_frames();
+    reset_locked(*c);
+  }
+  c->ctr.dropped_unacked += dropped;
+  if (dropped) emit(Event{"dropped", nodeid, "node reset with unacked messages", "reset",
+                          int64_t(dropped)});
+  // Start over on fresh sockets, so that the peer starts over too.
+  c->sock_failed = true;
+  if (running_) {
+    {
+      std::lock_guard lk(rx_cmd_mu_);
+      rx_drop_nodes_.push_back(nodeid);
+    }
+    rx_wake_.signal();
+    kick_tx(c);
+  }
+  return true;
+}
+
+void Lowcomms::reset_locked(Connection& c) {
+  c.mc.reset();
+  c.wq.forget_unacked();
+}
+
+void Lowcomms::kick_tx(const ConnPtr& c) {
+  if (c->tx_pending.exchange(true)) return;
+  {
+    std::lock_guard lk(ready_mu_);
+    ready_.push_back(c);
+  }
+  tx_wake_.signal();
+}
+
+void Lowcomms::queue_ack_locked(Connection& c) {
+  dlm::write_ack(c.wq.reserve(uint32_t(dlm::kHeaderLen)), c.mc.seq_next(), cfg_.local_nodeid);
+  c.mc.acked();
+  c.ctr.acks_sent++;
+}
+
+void Lowcomms::queue_fin_locked(Connection& c) {
+  constexpr uint32_t len = uint32_t(dlm::kOptsLen + dlm::kHeaderLen);
+  uint8_t* p = c.wq.reserve(len);
+  const uint32_t seq = c.mc.next_seq();
+  dlm::write_opts(p, seq, cfg_.local_nodeid, uint16_t(dlm::kHeaderLen), dlm::kFin);
+  dlm::write_header(p + dlm::kOptsLen, dlm::kVersion32, 0, cfg_.local_nodeid,
+                    uint16_t(dlm::kHeaderLen), dlm::kFin);
+  c.wq.track_last(seq, len, true);
+}
+
+int Lowcomms::begin_send(Connection& c, size_t frame_len) {
+  if (!c.mc.can_send()) return kSendClosing;
+  if (c.wq.held_bytes() + frame_len > cfg_.max_node_bytes) {
+    c.backpressured = true;
+    c.ctr.backpressure++;
+    return kSendBackpressure;
+  }
+  c.mc.on_send();
+  // Piggy-back a due ACK in front of the message (same entry, same send).
+  if (c.mc.version() == PeerVersion::k32 && c.mc.delivered_unacked() > kSendAckBackThreshold)
+    queue_ack_locked(c);
+  return kSendOk;
+}
+
+int Lowcomms::send(uint32_t nodeid, const uint8_t* msg, size_t len) {
+  if (len < dlm::kHeaderLen || len > dlm::kMaxAppBufsize) return kSendBadSize;
+  if (dlm::get_le16(msg + dlm::kOffLength) != len) return kSendBadSize;
+  return send_parts(nodeid, dlm::get_le32(msg + dlm::kOffLockspaceOrSeq), msg[dlm::kOffCmd],
+                    msg + dlm::kHeaderLen, len - dlm::kHeaderLen);
+}
+
+int Lowcomms::send_parts(uint32_t nodeid, uint32_t lockspace, uint8_t cmd, const uint8_t* body,
+                         size_t body_len) {
+  const size_t inner_len = dlm::kHeaderLen + body_len;
+  if (inner_len > dlm::kMaxAppBufsize) return kSendBadSize;
+  if (!running_ || closing_) return kSendNotRunning;
+  ConnPtr c = find(nodeid);
+  if (!c || nodeid == cfg_.local_nodeid) return kSendUnknownNode;
+
+  bool wake = false;
+  {
+    std::lock_guard lk(c->mu);
+    // The stateless RCOMs travel unwrapped to a 3.2 peer, as the kernel sends them; a
+    // 3.1 peer gets every message unwrapped.
+    const bool plain = c->mc.version() == PeerVersion::k31 ||
+                       (cmd == dlm::kRcom && body_len >= 4 &&
+                        dlm::rcom_is_stateless(dlm::get_le32(body)));
+    const size_t frame_len = plain ? inner_len : inner_len + dlm::kOptsLen;
+    int r = begin_send(*c, frame_len);
+    if (r != kSendOk) return r;
+    uint8_t* p = c->wq.reserve(uint32_t(frame_len));
+    const uint32_t version = c->mc.version() == PeerVersion::k31 ? dlm::kVersion31 : dlm::kVersion32;
+    if (!plain) {
+      const uint32_t seq = c->mc.next_seq();
+      dlm::write_opts(p, seq, cfg_.local_nodeid, uint16_t(inner_len), cmd);
+      c->wq.track_last(seq, uint32_t(frame_len), false);
+      p += dlm::kOptsLen;
+    }
+    dlm::write_header(p, version, lockspace, cfg_.local_nodeid, uint16_t(inner_len), cmd);
+    if (body_len) std::memcpy(p + dlm::kHeaderLen, body, body_len);
+    c->ctr.tx_msgs.fetch_add(1, std::memory_order_relaxed);
+    // Delayed policy: wake the send thread on the first byte (to arm its timer) and
+    // again once min_bytes are queued; immediate: whenever it is not already due.
+    wake = cfg_.flush.immediate || c->wq.unsent_bytes() == frame_len ||
+           (c->wq.unsent_bytes() >= cfg_.flush.min_bytes &&
+            c->wq.unsent_bytes() - frame_len < cfg_.flush.min_bytes);
+  }
+  if (wake) kick_tx(c);
+  return kSendOk;
+}
+
+void Lowcomms::begin_close() {
+  closing_ = true;
+  for (auto& c : all_connections()) {
+    if (c->nodeid == cfg_.local_nodeid) continue;
+    bool fin;
+    {
+      std::lock_guard lk(c->mu);
+      fin = c->mc.start_close();
+      if (fin) queue_fin_locked(*c);
+    }
+    if (fin) kick_tx(c);
+  }
+}
+
+bool Lowcomms::quiesced() {
+  for (auto& c : all_connections()) {
+    std::lock_guard lk(c->mu);
+    const FinState s = c->mc.state();
+    if (s != FinState::kClosed && s != FinState::kEstablished) return false;
+    if (s == FinState::kEstablished && c->mc.version() != PeerVersion::k31 &&
+        c->wq.unacked_frames() > 0)
+      return false;
+  }
+  return true;
+}
+
+void Lowcomms::release(size_t bytes) {
+  const size_t before = rx_pending_.fetch_sub(bytes);
+  // Resume reading once the JS side is back under half the limit.
+  if (before - bytes <= cfg_.max_rx_pending_bytes / 2 && before > cfg_.max_rx_pending_bytes / 2)
+    rx_wake_.signal();
+}
+
+std::vector<Lowcomms::NodeStats> Lowcomms::node_stats() {
+  std::vector<NodeStats> out;
+  for (auto& c : all_connections()) {
+    NodeStats s{};
+    s.nodeid = c->nodeid;
+    auto& k = c->ctr;
+    s.tx_msgs = k.tx_msgs;
+    s.tx_bytes = k.tx_bytes;
+    s.tx_syscalls = k.tx_syscalls;
+    s.rx_msgs = k.rx_msgs;
+    s.rx_bytes = k.rx_bytes;
+    s.connects = k.connects;
+    s.disconnects = k.disconnects;
+    s.connect_errors = k.connect_errors;
+    s.resent = k.resent;
+    s.bad_frames = k.bad_frames;
+    s.backpressure = k.backpressure;
+    s.acks_sent = k.acks_sent;
+    s.dropped_unacked = k.dropped_unacked;
+    s.connected = cfg_.transport == Transport::kSctp ? c->assoc_up.load()
+                                                     : c->tx_state == Connection::TxState::kConnected;
+    std::lock_guard lk(c->mu);
+    s.queued_bytes = c->wq.unsent_bytes();
+    s.held_bytes = c->wq.held_bytes();
+    s.unacked = c->wq.unacked_frames();
+    s.seq_send = c->mc.seq_send();
+    s.seq_next = c->mc.seq_next();
+    s.version = c->mc.version();
+    s.state = c->mc.state();
+    s.rx = c->mc.stats();
+    out.push_back(s);
+  }
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.nodeid < b.nodeid; });
+  return out;
+}
+
+const std::vector<SockAddr>& Lowcomms::local_addrs() { return local_; }
+
+void Lowcomms::start() {
+  if (running_) throw EngineError{"STATE", "already started", 0};
+  ConnPtr self = find(cfg_.local_nodeid);
+  if (!self || self->addrs.empty())
+    throw EngineError{"CONFIG", "no local IP address has been set (local nodeid " +
+                                    std::to_string(cfg_.local_nodeid) + " not in the node table)",
+                      0};
+  local_ = self->addrs;
+  if (cfg_.transport == Transport::kTcp && local_.size() > 1)
+    throw EngineError{"CONFIG", "TCP can't handle multi-homed hosts, use SCTP (local node has " +
+                                    std::to_string(local_.size()) + " addresses)",
+                      0};
+  tx_epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
+  rx_epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
+  if (!tx_epoll_ || !rx_epoll_) throw EngineError{"ERRNO", "epoll_create1 failed", errno};
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = 0;
+  epoll_ctl(tx_epoll_.get(), EPOLL_CTL_ADD, tx_wake_.fd(), &ev);
+  epoll_ctl(rx_epoll_.get(), EPOLL_CTL_ADD, rx_wake_.fd(), &ev);
+
+  if (cfg_.transport == Transport::kTcp)
+    tcp_listen();
+  else
+    sctp_listen();
+
+  running_ = true;
+  rx_thread_ = std::thread([this] { rx_main(); });
+  tx_thread_ = std::thread([this] { tx_main(); });
+  // Nodes added before start() with messages already queued.
+  for (auto& c : all_connections())
+    if (c->nodeid != cfg_.local_nodeid) kick_tx(c);
+}
+
+void Lowcomms::stop() {
+  if (!running_.exchange(false)) return;
+  stopping_ = true;
+  tx_wake_.signal();
+  rx_wake_.signal();
+  if (tx_thread_.joinable()) tx_thread_.join();
+  if (rx_thread_.joinable()) rx_thread_.join();
+  for (auto& c : all_connections()) {
+    c->sock.reset();
+    c->tx_state = Connection::TxState::kIdle;
+  }
+  rx_socks_.clear();
+  rx_add_.clear();
+  ready_.clear();
+  listen_fd_.reset();
+  tx_epoll_.reset();
+  rx_epoll_.reset();
+}
+
+}  // namespace lowcomms

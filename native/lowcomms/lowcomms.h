@@ -1,0 +1,189 @@
+// One lowcomms instance: the node table of connections, the send thread (connect,
+// reconnect, flush write queues) and the receive thread (accept, read, split,
+// midcomms, batched hand-off). Method bodies are spread over files by job:
+// lowcomms.cc (API), threads_tx.cc, threads_rx.cc, transport_tcp.cc, transport_sctp.cc.
+#pragma once
+#include <sys/uio.h>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+#include "lowcomms/config.h"
+#include "lowcomms/connection.h"
+#include "lowcomms/sink.h"
+#include "util/unique_fd.h"
+#include "util/wakeup.h"
+
+namespace lowcomms {
+
+// Results of send(); negative values are errors the binding turns into exceptions.
+enum SendResult : int {
+  kSendOk = 0,
+  kSendBackpressure = 1,   // over max_node_bytes: retry after the node's drain event
+  kSendUnknownNode = -1,
+  kSendBadSize = -2,
+  kSendClosing = -3,       // the node is in its FIN handshake (or we are closing)
+  kSendNotRunning = -4,
+};
+
+// Thrown by start() and friends; `code` names the kind for the binding.
+struct EngineError {
+  std::string code;   // EADDRINUSE, EPERM, ESOCKTNOSUPPORT, CONFIG, ...
+  std::string message;
+  int err = 0;
+};
+
+struct GlobalCounters {
+  std::atomic<uint64_t> rejected{0};       // connections from unknown addresses
+  std::atomic<uint64_t> batches{0};
+  std::atomic<uint64_t> rx_paused{0};      // times reading stopped for the JS side
+  std::atomic<uint64_t> accepts{0};
+};
+
+class Lowcomms {
+ public:
+  Lowcomms(Config cfg, std::shared_ptr<Sink> sink);
+  ~Lowcomms();
+  Lowcomms(const Lowcomms&) = delete;
+  Lowcomms& operator=(const Lowcomms&) = delete;
+
+  // Node table. Before or after start(); re-adding a nodeid replaces its addresses.
+  void add_node(uint32_t nodeid, std::vector<SockAddr> addrs, uint32_t mark);
+  // midcomms close: stop I/O, drop queued and unacked messages (counted, reported).
+  bool remove_node(uint32_t nodeid);
+  // Forget a peer's midcomms state (it restarted without a FIN handshake).
+  bool reset_node(uint32_t nodeid);
+
+  void start();   // throws EngineError
+  // Orderly close, step 1: FIN to every established 3.2 node.
+  void begin_close();
+  // True when no node is still in a FIN handshake and nothing is queued.
+  bool quiesced();
+  void stop();    // joins both threads; closes every socket
+
+  // The application message msg[0..len) (a whole DLM message, header included).
+  int send(uint32_t nodeid, const uint8_t* msg, size_t len);
+  // Header built here: version, lockspace, our nodeid, length, cmd; then the body.
+  int send_parts(uint32_t nodeid, uint32_t lockspace, uint8_t cmd, const uint8_t* body,
+                 size_t len);
+
+  // JS consumed `bytes` of delivered batches: reading may resume.
+  void release(size_t bytes);
+
+  struct NodeStats {
+    uint32_t nodeid;
+    bool connected;
+    uint64_t tx_msgs, tx_bytes, tx_syscalls, rx_msgs, rx_bytes, connects, disconnects,
+        connect_errors, resent, bad_frames, backpressure, acks_sent, dropped_unacked;
+    size_t queued_bytes, held_bytes, unacked;
+    uint32_t seq_send, seq_next;
+    PeerVersion version;
+    FinState state;
+    MidcommsRxStats rx;
+  };
+  std::vector<NodeStats> node_stats();
+  const GlobalCounters& counters() const { return gctr_; }
+  size_t rx_pending_bytes() const { return rx_pending_.load(); }
+  uint16_t bound_port() const { return bound_port_; }
+  const Config& config() const { return cfg_; }
+
+ private:
+  using ConnPtr = std::shared_ptr<Connection>;
+  ConnPtr find(uint32_t nodeid);
+  uint32_t nodeid_of(const sockaddr* sa);
+  std::vector<ConnPtr> all_connections();
+  const std::vector<SockAddr>& local_addrs();
+
+  // Shared by the send paths: room for len bytes, or a SendResult.
+  int begin_send(Connection& c, size_t frame_len);
+  void kick_tx(const ConnPtr& c);
+  // Under c.mu: frames the protocol adds on its own.
+  void queue_ack_locked(Connection& c);
+  void queue_fin_locked(Connection& c);
+  void reset_locked(Connection& c);
+  void emit(Event ev);
+
+  // Send thread (threads_tx.cc).
+  void tx_main();
+  void tx_service(const ConnPtr& c, int64_t now);
+  void tx_connect(const ConnPtr& c, int64_t now);
+  void tx_connected(const ConnPtr& c);
+  void tx_lost(const ConnPtr& c, int err, const char* why);
+  void tx_teardown(const ConnPtr& c);
+  int64_t tx_next_deadline(int64_t now);
+
+  // Receive thread (threads_rx.cc).
+  void rx_main();
+  void rx_commands();
+  // Feed received bytes of one node through splitting, midcomms and the batch.
+  // Returns false if the bytes were malformed (the caller closes the connection).
+  bool rx_process(Connection& c, uint8_t* data, size_t len, size_t* consumed);
+  void rx_flush_batch();
+  void rx_idle_acks();
+  void rx_drop_socket(uint64_t id, bool notify_tx);
+
+  // TCP (transport_tcp.cc).
+  void tcp_listen();
+  void tcp_accept();
+  void tcp_read(const std::shared_ptr<Socket>& s);
+  bool tcp_connect(const ConnPtr& c, int* err);
+  bool tcp_connect_done(const ConnPtr& c, int* err);
+  void tcp_flush(const ConnPtr& c);
+  void tcp_apply_mark(int fd, uint32_t mark);
+
+  // SCTP (transport_sctp.cc).
+  void sctp_listen();
+  void sctp_read();
+  bool sctp_connect(const ConnPtr& c, int* err);
+  void sctp_flush(const ConnPtr& c);
+  void sctp_on_notification(const uint8_t* data, size_t len);
+  void sctp_abort(int32_t assoc_id);
+  void sctp_tune_assoc(int32_t assoc_id);
+  ConnPtr sctp_conn_of_assoc(int32_t assoc_id);
+
+  Config cfg_;
+  std::shared_ptr<Sink> sink_;
+
+  std::shared_mutex table_mu_;
+  std::unordered_map<uint32_t, ConnPtr> conns_;
+  std::vector<SockAddr> local_;       // copy of the local node's addresses at start()
+
+  std::atomic<bool> running_{false};
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> closing_{false};
+  uint16_t bound_port_ = 0;
+
+  // Send thread.
+  UniqueFd tx_epoll_;
+  Wakeup tx_wake_;
+  std::mutex ready_mu_;
+  std::vector<ConnPtr> ready_;
+  std::thread tx_thread_;
+
+  // Receive thread.
+  UniqueFd rx_epoll_;
+  Wakeup rx_wake_;
+  UniqueFd listen_fd_;        // TCP listen socket, or the SCTP one-to-many socket
+  std::mutex rx_cmd_mu_;
+  std::vector<std::shared_ptr<Socket>> rx_add_;
+  std::vector<uint64_t> rx_drop_;
+  std::vector<uint32_t> rx_drop_nodes_;   // close every socket of these nodes
+  std::unordered_map<uint64_t, std::shared_ptr<Socket>> rx_socks_;  // rx thread only
+  std::unordered_map<int32_t, uint32_t> assoc_nodes_;               // rx thread only (SCTP)
+  std::atomic<uint64_t> next_sock_id_{16};  // below 16: reserved epoll keys
+  std::unique_ptr<Batch> batch_;
+  std::atomic<size_t> rx_pending_{0};
+  bool rx_paused_ = false;
+  bool rx_ack_due_ = false;   // some node has deliveries not yet acked
+  std::vector<uint8_t> sctp_buf_;
+  std::thread rx_thread_;
+
+  GlobalCounters gctr_;
+};
+
+}  // namespace lowcomms

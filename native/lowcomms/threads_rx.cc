@@ -1,0 +1,205 @@
+// The receive thread (the kernel's receive workqueue plus dlm_process): one epoll over
+// the listen socket and every connection; bytes are split into frames, validated,
+// run through midcomms, and the in-order application messages are collected into a
+// batch that crosses into JavaScript once. Past max_rx_pending_bytes handed over and
+// not yet consumed, reading stops, so that the transport pushes back on senders.
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <cerrno>
+#include <cstring>
+#include "dlm/decode.h"
+#include "dlm/splitter.h"
+#include "lowcomms/lowcomms.h"
+
+namespace lowcomms {
+
+namespace {
+constexpr uint64_t kWakeKey = 0;
+constexpr uint64_t kListenKey = 1;
+constexpr size_t kBatchFlushBytes = 256 * 1024;
+}  // namespace
+
+void Lowcomms::rx_commands() {
+  std::vector<std::shared_ptr<Socket>> add;
+  std::vector<uint64_t> drop;
+  std::vector<uint32_t> drop_nodes;
+  {
+    std::lock_guard lk(rx_cmd_mu_);
+    add.swap(rx_add_);
+    drop.swap(rx_drop_);
+    drop_nodes.swap(rx_drop_nodes_);
+  }
+  for (auto& s : add) {
+    if (s->dead) continue;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.u64 = s->id;
+    if (epoll_ctl(rx_epoll_.get(), EPOLL_CTL_ADD, s->fd.get(), &ev) == 0) rx_socks_[s->id] = s;
+  }
+  for (uint64_t id : drop) rx_drop_socket(id, false);
+  for (uint32_t nodeid : drop_nodes) {
+    std::vector<uint64_t> ids;
+    for (auto& [id, s] : rx_socks_)
+      if (s->nodeid == nodeid) ids.push_back(id);
+    for (uint64_t id : ids) rx_drop_socket(id, false);
+    for (auto it = assoc_nodes_.begin(); it != assoc_nodes_.end();) {
+      if (it->second == nodeid) {
+        sctp_abort(it->first);
+        it = assoc_nodes_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+}
+
+void Lowcomms::rx_drop_socket(uint64_t id, bool notify_tx) {
+  auto it = rx_socks_.find(id);
+  if (it == rx_socks_.end()) return;
+  std::shared_ptr<Socket> s = std::move(it->second);
+  rx_socks_.erase(it);
+  epoll_ctl(rx_epoll_.get(), EPOLL_CTL_DEL, s->fd.get(), nullptr);
+  s->dead = true;
+  ::shutdown(s->fd.get(), SHUT_RDWR);
+  if (notify_tx && s->outgoing) {
+    if (ConnPtr c = find(s->nodeid)) {
+      c->sock_failed = true;
+      kick_tx(c);
+    }
+  }
+}
+
+bool Lowcomms::rx_process(Connection& c, uint8_t* data, size_t len, size_t* consumed) {
+  bool kick = false, closed = false, drained = false, bad_ack = false;
+  uint64_t delivered = 0;
+  dlm::SplitResult res;
+  {
+    std::lock_guard lk(c.mu);
+    res = dlm::split_frames(data, len, [&](const uint8_t* p, size_t flen) {
+      const dlm::Decoded d = dlm::decode_frame(p, flen, cfg_.kernel_minimums);
+      const RxVerdict v = c.mc.receive(d, c.mc.seq_send());
+      if (v.deliver) {
+        delivered++;
+        Batch& b = *batch_;
+        b.index.push_back(c.nodeid);
+        b.index.push_back(uint32_t(b.data.size()));
+        b.index.push_back(v.inner_len);
+        b.data.insert(b.data.end(), v.inner, v.inner + v.inner_len);
+      }
+      if (v.apply_ack) {
+        bool fin_acked = false;
+        c.wq.ack(v.ack_value, &fin_acked);
+        if (fin_acked && c.mc.on_fin_acked()) {
+          reset_locked(c);
+          closed = true;
+        }
+        if (c.backpressured && c.wq.held_bytes() <= cfg_.max_node_bytes / 2) {
+          c.backpressured = false;
+          drained = true;
+        }
+      }
+      bad_ack |= v.bad_ack;
+      if (v.ack_now) {
+        queue_ack_locked(c);
+        kick = true;
+      }
+      if (v.send_fin) {
+        queue_fin_locked(c);
+        kick = true;
+      }
+      if (v.reset) {
+        reset_locked(c);
+        closed = true;
+      }
+    });
+    if (c.mc.delivered_unacked() > 0) rx_ack_due_ = true;
+  }
+  *consumed = res.consumed;
+  c.ctr.rx_bytes.fetch_add(res.consumed, std::memory_order_relaxed);
+  c.ctr.rx_msgs.fetch_add(delivered, std::memory_order_relaxed);
+  if (kick)
+    if (ConnPtr cp = find(c.nodeid)) kick_tx(cp);
+  if (drained) emit(Event{"drain", c.nodeid, "", "", 0});
+  if (closed) emit(Event{"closed", c.nodeid, "FIN handshake complete", "fin", 0});
+  if (bad_ack)
+    emit(Event{"error", c.nodeid,
+               "peer acked messages never sent: its state is not ours (restarted without FIN?)",
+               "peer_state", 0});
+  if (batch_->data.size() >= kBatchFlushBytes) rx_flush_batch();
+  return res.status == dlm::SplitStatus::kOk;
+}
+
+void Lowcomms::rx_flush_batch() {
+  if (batch_->index.empty()) return;
+  const size_t bytes = batch_->data.size();
+  const size_t pending = rx_pending_.fetch_add(bytes) + bytes;
+  gctr_.batches++;
+  sink_->deliver(std::move(batch_));
+  batch_ = std::make_unique<Batch>();
+  batch_->data.reserve(64 * 1024);
+  if (pending > cfg_.max_rx_pending_bytes) {
+    rx_paused_ = true;
+    gctr_.rx_paused++;
+  }
+}
+
+void Lowcomms::rx_idle_acks() {
+  rx_ack_due_ = false;
+  for (auto& c : all_connections()) {
+    bool kick = false;
+    {
+      std::lock_guard lk(c->mu);
+      if (c->mc.version() == PeerVersion::k32 && c->mc.delivered_unacked() > 0) {
+        queue_ack_locked(*c);
+        kick = true;
+      }
+    }
+    if (kick) kick_tx(c);
+  }
+}
+
+void Lowcomms::rx_main() {
+  epoll_event evs[64];
+  batch_->data.reserve(64 * 1024);
+  while (!stopping_) {
+    rx_commands();
+    if (rx_paused_) {
+      if (rx_pending_.load() <= cfg_.max_rx_pending_bytes / 2) {
+        rx_paused_ = false;
+      } else {
+        // Read nothing until JS catches up; only the wake fd matters.
+        pollfd p{rx_wake_.fd(), POLLIN, 0};
+        ::poll(&p, 1, 100);
+        rx_wake_.drain();
+        continue;
+      }
+    }
+    const int timeout = rx_ack_due_ ? int(cfg_.ack_delay_ms) : -1;
+    const int n = epoll_wait(rx_epoll_.get(), evs, 64, timeout);
+    if (stopping_) break;
+    if (n == 0) {
+      rx_idle_acks();
+      continue;
+    }
+    for (int i = 0; i < n; i++) {
+      const uint64_t key = evs[i].data.u64;
+      if (key == kWakeKey) {
+        rx_wake_.drain();
+      } else if (key == kListenKey) {
+        if (cfg_.transport == Transport::kSctp)
+          sctp_read();
+        else
+          tcp_accept();
+      } else {
+        auto it = rx_socks_.find(key);
+        if (it != rx_socks_.end()) tcp_read(std::shared_ptr<Socket>(it->second));
+      }
+    }
+    rx_flush_batch();
+  }
+  rx_flush_batch();
+  rx_socks_.clear();
+}
+
+}  // namespace lowcomms

@@ -1,0 +1,238 @@
+// The send thread (the kernel's send workqueue): connects on the first message for a
+// node, reconnects after errors with a capped backoff trying the node's addresses in
+// turn, rewinds the write queue so that unacked frames go first, and flushes each
+// node's queue with as few syscalls as the socket takes.
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include "lowcomms/lowcomms.h"
+#include "util/clock.h"
+
+namespace lowcomms {
+
+namespace {
+constexpr uint64_t kSctpKey = ~uint64_t(0);
+constexpr int64_t kMs = 1000000;
+}  // namespace
+
+int64_t Lowcomms::tx_next_deadline(int64_t now) {
+  (void)now;
+  int64_t best = -1;
+  for (auto& c : all_connections()) {
+    for (int64_t t : {c->retry_at_ns, c->flush_at_ns}) {
+      if (t > 0 && (best < 0 || t < best)) best = t;
+    }
+  }
+  return best;
+}
+
+void Lowcomms::tx_main() {
+  std::vector<ConnPtr> work;
+  epoll_event evs[64];
+  while (!stopping_) {
+    int64_t now = now_ns();
+    const int64_t deadline = tx_next_deadline(now);
+    const int timeout = deadline < 0 ? -1 : int(std::max<int64_t>(0, (deadline - now + kMs - 1) / kMs));
+    const int n = epoll_wait(tx_epoll_.get(), evs, 64, timeout);
+    if (stopping_) break;
+    work.clear();
+    for (int i = 0; i < n; i++) {
+      const uint64_t key = evs[i].data.u64;
+      if (key == 0) {
+        tx_wake_.drain();
+      } else if (key == kSctpKey) {
+        for (auto& c : all_connections()) {
+          c->writable = true;
+          work.push_back(c);
+        }
+      } else if (ConnPtr c = find(uint32_t(key))) {
+        c->writable = true;
+        work.push_back(c);
+      }
+    }
+    {
+      std::lock_guard lk(ready_mu_);
+      for (auto& c : ready_) work.push_back(std::move(c));
+      ready_.clear();
+    }
+    now = now_ns();
+    if (deadline >= 0 && now >= deadline) {
+      for (auto& c : all_connections()) {
+        if ((c->retry_at_ns && c->retry_at_ns <= now) || (c->flush_at_ns && c->flush_at_ns <= now))
+          work.push_back(c);
+      }
+    }
+    for (auto& c : work) tx_service(c, now);
+  }
+  // Last act: let go of every socket the send thread holds.
+  for (auto& c : all_connections()) c->sock.reset();
+}
+
+void Lowcomms::tx_service(const ConnPtr& c, int64_t now) {
+  c->tx_pending = false;  // before looking at the queue: a later send() kicks again
+  if (c->removed) {
+    tx_teardown(c);
+    return;
+  }
+  if (c->nodeid == cfg_.local_nodeid) return;
+  const bool sctp = cfg_.transport == Transport::kSctp;
+  if (c->tx_state != Connection::TxState::kIdle &&
+      (c->sock_failed.exchange(false) || (c->sock && c->sock->dead))) {
+    tx_lost(c, ECONNRESET, "connection closed");
+  }
+
+  bool has_work;
+  size_t unsent;
+  {
+    std::lock_guard lk(c->mu);
+    unsent = c->wq.unsent_bytes();
+    has_work = unsent > 0 || c->wq.unacked_frames() > 0;
+  }
+  switch (c->tx_state) {
+    case Connection::TxState::kIdle:
+      if (!has_work) return;
+      if (now < c->retry_at_ns) return;
+      c->retry_at_ns = 0;
+      tx_connect(c, now);
+      return;
+    case Connection::TxState::kConnecting: {
+      int err = 0;
+      if (sctp) {
+        if (c->assoc_up) {
+          tx_connected(c);
+        } else if (c->retry_at_ns && now >= c->retry_at_ns) {
+          c->retry_at_ns = 0;
+          tx_lost(c, ETIMEDOUT, "association setup");
+        }
+        return;
+      }
+      if (!c->writable) return;
+      if (tcp_connect_done(c, &err))
+        tx_connected(c);
+      else
+        tx_lost(c, err, "connect");
+      return;
+    }
+    case Connection::TxState::kConnected:
+      if (sctp && !c->assoc_up) {
+        tx_lost(c, ECONNRESET, "association down");
+        return;
+      }
+      if (!cfg_.flush.immediate && unsent < cfg_.flush.min_bytes) {
+        if (unsent == 0) return;
+        if (!c->flush_at_ns) c->flush_at_ns = now + int64_t(cfg_.flush.delay_us) * 1000;
+        if (now < c->flush_at_ns) return;
+      }
+      c->flush_at_ns = 0;
+      if (!c->writable) return;
+      if (sctp)
+        sctp_flush(c);
+      else
+        tcp_flush(c);
+      return;
+  }
+}
+
+void Lowcomms::tx_connect(const ConnPtr& c, int64_t now) {
+  int err = 0;
+  const bool ok = cfg_.transport == Transport::kSctp ? sctp_connect(c, &err) : tcp_connect(c, &err);
+  if (!ok) {
+    c->ctr.connect_errors++;
+    c->retries++;
+    c->addr_idx++;
+    const int64_t backoff = std::min<int64_t>(int64_t(cfg_.connect_retry_max_ms) * kMs,
+                                              100 * kMs << std::min<uint32_t>(c->retries - 1, 4));
+    c->retry_at_ns = now + backoff;
+    if (c->retries == 1)
+      emit(Event{"error", c->nodeid, std::string("connect: ") + std::strerror(err), "connect", err});
+    return;
+  }
+  c->tx_state = Connection::TxState::kConnecting;
+  if (cfg_.transport == Transport::kSctp) {
+    // The association comes up asynchronously (COMM_UP); give it a deadline.
+    c->retry_at_ns = now + int64_t(cfg_.sctp.init_max_attempts) * cfg_.sctp.init_max_timeo_ms * kMs +
+                     kMs * 1000;
+    if (c->assoc_up) tx_connected(c);
+  }
+}
+
+void Lowcomms::tx_connected(const ConnPtr& c) {
+  c->tx_state = Connection::TxState::kConnected;
+  c->retries = 0;
+  c->retry_at_ns = 0;
+  c->writable = true;
+  size_t resent;
+  {
+    std::lock_guard lk(c->mu);
+    resent = c->wq.rewind(c->mc.seq_next(), cfg_.local_nodeid, c->mc.version() == PeerVersion::k32);
+  }
+  c->ctr.resent += resent;
+  c->ctr.connects++;
+  if (c->sock) {
+    std::lock_guard lk(rx_cmd_mu_);
+    rx_add_.push_back(c->sock);
+  }
+  rx_wake_.signal();
+  std::string where;
+  {
+    std::shared_lock lk(table_mu_);
+    if (!c->addrs.empty()) where = addr_to_string(c->addrs[c->addr_idx % c->addrs.size()].sa());
+  }
+  emit(Event{"connect", c->nodeid, where, resent ? "resent" : "", int64_t(resent)});
+  tx_service(c, now_ns());
+}
+
+void Lowcomms::tx_lost(const ConnPtr& c, int err, const char* why) {
+  const bool was_connected = c->tx_state == Connection::TxState::kConnected;
+  if (c->sock) {
+    c->sock->dead = true;
+    ::shutdown(c->sock->fd.get(), SHUT_RDWR);
+    epoll_ctl(tx_epoll_.get(), EPOLL_CTL_DEL, c->sock->fd.get(), nullptr);
+    {
+      std::lock_guard lk(rx_cmd_mu_);
+      rx_drop_.push_back(c->sock->id);
+    }
+    rx_wake_.signal();
+    c->sock.reset();
+  }
+  c->tx_state = Connection::TxState::kIdle;
+  c->writable = false;
+  c->addr_idx++;
+  const int64_t now = now_ns();
+  if (was_connected) {
+    c->ctr.disconnects++;
+    c->retries = 0;
+    c->retry_at_ns = now;  // reconnect at once; back off only if that fails
+    emit(Event{"disconnect", c->nodeid, std::string(why) + ": " + std::strerror(err), why, err});
+  } else {
+    c->ctr.connect_errors++;
+    c->retries++;
+    c->retry_at_ns = now + std::min<int64_t>(int64_t(cfg_.connect_retry_max_ms) * kMs,
+                                             100 * kMs << std::min<uint32_t>(c->retries - 1, 4));
+    if (c->retries == 1)
+      emit(Event{"error", c->nodeid, std::string(why) + ": " + std::strerror(err), why, err});
+  }
+}
+
+void Lowcomms::tx_teardown(const ConnPtr& c) {
+  if (c->sock) {
+    c->sock->dead = true;
+    ::shutdown(c->sock->fd.get(), SHUT_RDWR);
+    epoll_ctl(tx_epoll_.get(), EPOLL_CTL_DEL, c->sock->fd.get(), nullptr);
+    c->sock.reset();
+  }
+  {
+    std::lock_guard lk(rx_cmd_mu_);
+    rx_drop_nodes_.push_back(c->nodeid);
+  }
+  rx_wake_.signal();
+  c->tx_state = Connection::TxState::kIdle;
+  c->retry_at_ns = 0;
+  c->flush_at_ns = 0;
+  std::lock_guard lk(c->mu);
+  c->wq.clear();
+}
+
+}  // namespace lowcomms

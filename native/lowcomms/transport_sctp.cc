@@ -1,0 +1,421 @@
+// SCTP: one one-to-many (SOCK_SEQPACKET) socket per instance, bound to every local
+// address (bind + SCTP_SOCKOPT_BINDX_ADD); each peer node is one association set up
+// to all of its addresses (SCTP_SOCKOPT_CONNECTX3) and recognised again by its id on
+// receive. Each SCTP message carries whole DLM messages: one write-queue entry. Path
+// failover is the kernel's; we tune it and report association and path changes.
+// The uapi header wants the libc socket types declared first.
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <cstdint>
+#include <linux/sctp.h>
+#include <algorithm>
+#include <tuple>
+#include <cerrno>
+#include <cstring>
+#include "lowcomms/lowcomms.h"
+#include "util/clock.h"
+
+namespace lowcomms {
+
+#ifndef SOL_SCTP
+#define SOL_SCTP IPPROTO_SCTP
+#endif
+
+namespace {
+constexpr uint64_t kListenKey = 1;
+constexpr uint64_t kSctpKey = ~uint64_t(0);
+constexpr size_t kSctpRxBytes = 256 * 1024;
+constexpr int kMaxMsgs = 32;
+
+template <class T>
+bool set_opt(int fd, int opt, const T& v) {
+  return ::setsockopt(fd, SOL_SCTP, opt, &v, sizeof v) == 0;
+}
+
+const char* path_state_name(int s) {
+  switch (s) {
+    case SCTP_ADDR_AVAILABLE: return "available";
+    case SCTP_ADDR_UNREACHABLE: return "unreachable";
+    case SCTP_ADDR_REMOVED: return "removed";
+    case SCTP_ADDR_ADDED: return "added";
+    case SCTP_ADDR_MADE_PRIM: return "primary";
+    case SCTP_ADDR_CONFIRMED: return "confirmed";
+    case SCTP_ADDR_POTENTIALLY_FAILED: return "potentially_failed";
+  }
+  return "unknown";
+}
+
+const char* assoc_state_name(int s) {
+  switch (s) {
+    case SCTP_COMM_UP: return "up";
+    case SCTP_COMM_LOST: return "lost";
+    case SCTP_RESTART: return "restart";
+    case SCTP_SHUTDOWN_COMP: return "shutdown";
+    case SCTP_CANT_STR_ASSOC: return "cant_start";
+  }
+  return "unknown";
+}
+}  // namespace
+
+void Lowcomms::sctp_tune_assoc(int32_t assoc_id) {
+  const int fd = listen_fd_.get();
+  const SctpTuning& t = cfg_.sctp;
+  sctp_rtoinfo rto{};
+  rto.srto_assoc_id = assoc_id;
+  rto.srto_initial = t.rto_initial_ms;
+  rto.srto_max = t.rto_max_ms;
+  rto.srto_min = t.rto_min_ms;
+  set_opt(fd, SCTP_RTOINFO, rto);
+  sctp_paddrparams pp{};
+  pp.spp_assoc_id = assoc_id;
+  pp.spp_hbinterval = t.hb_interval_ms;
+  pp.spp_pathmaxrxt = t.path_max_retrans;
+  pp.spp_flags = SPP_HB_ENABLE;
+  if (t.sack_delay_ms) {
+    pp.spp_sackdelay = t.sack_delay_ms;
+    pp.spp_flags |= SPP_SACKDELAY_ENABLE;
+  }
+  set_opt(fd, SCTP_PEER_ADDR_PARAMS, pp);
+  sctp_paddrthlds th{};
+  th.spt_assoc_id = assoc_id;
+  th.spt_pathmaxrxt = t.path_max_retrans;
+  th.spt_pathpfthld = t.pf_retrans;
+  set_opt(fd, SCTP_PEER_ADDR_THLDS, th);
+  sctp_assocparams ap{};
+  ap.sasoc_assoc_id = assoc_id;
+  ap.sasoc_asocmaxrxt = t.assoc_max_retrans;
+  set_opt(fd, SCTP_ASSOCINFO, ap);
+}
+
+void Lowcomms::sctp_listen() {
+  const SockAddr& la = local_[0];
+  UniqueFd fd(::socket(la.family(), SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_SCTP));
+  if (!fd) {
+    const int e = errno;
+    throw EngineError{"ESOCKTNOSUPPORT", std::string("socket(SOCK_SEQPACKET, IPPROTO_SCTP): ") +
+                                             std::strerror(e),
+                      e};
+  }
+  const int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  // Linux SCTP does not autotune: without room for a window of messages it stalls.
+  for (auto [force, plain, v] : {std::tuple{SO_SNDBUFFORCE, SO_SNDBUF, cfg_.sctp.sndbuf},
+                                 std::tuple{SO_RCVBUFFORCE, SO_RCVBUF, cfg_.sctp.rcvbuf}}) {
+    const int iv = int(v);
+    if (::setsockopt(fd.get(), SOL_SOCKET, force, &iv, sizeof iv) != 0)
+      ::setsockopt(fd.get(), SOL_SOCKET, plain, &iv, sizeof iv);
+  }
+  if (cfg_.has_mark && ::setsockopt(fd.get(), SOL_SOCKET, SO_MARK, &cfg_.mark, sizeof cfg_.mark) != 0 &&
+      errno == EPERM)
+    throw EngineError{"EPERM", "SO_MARK needs the CAP_NET_ADMIN capability", EPERM};
+  set_opt(fd.get(), SCTP_NODELAY, one);
+  set_opt(fd.get(), SCTP_RECVRCVINFO, one);
+  for (uint16_t type : {uint16_t(SCTP_ASSOC_CHANGE), uint16_t(SCTP_PEER_ADDR_CHANGE),
+                        uint16_t(SCTP_SHUTDOWN_EVENT), uint16_t(SCTP_SEND_FAILED_EVENT),
+                        uint16_t(SCTP_PARTIAL_DELIVERY_EVENT)}) {
+    sctp_event ev{};
+    ev.se_assoc_id = 0;  // SCTP_FUTURE_ASSOC: every association of this socket
+    ev.se_type = type;
+    ev.se_on = 1;
+    set_opt(fd.get(), SCTP_EVENT, ev);
+  }
+  sctp_initmsg im{};
+  im.sinit_num_ostreams = 1;
+  im.sinit_max_instreams = 1;
+  im.sinit_max_attempts = cfg_.sctp.init_max_attempts;
+  im.sinit_max_init_timeo = cfg_.sctp.init_max_timeo_ms;
+  set_opt(fd.get(), SCTP_INITMSG, im);
+
+  if (::bind(fd.get(), la.sa(), la.len) != 0) {
+    const int e = errno;
+    throw EngineError{e == EADDRINUSE ? "EADDRINUSE" : e == EADDRNOTAVAIL ? "EADDRNOTAVAIL" : "ERRNO",
+                      "bind " + addr_to_string(la.sa()) + " port " + std::to_string(cfg_.port) +
+                          ": " + std::strerror(e),
+                      e};
+  }
+  for (size_t i = 1; i < local_.size(); i++) {
+    if (::setsockopt(fd.get(), SOL_SCTP, SCTP_SOCKOPT_BINDX_ADD, local_[i].sa(), local_[i].len) != 0) {
+      const int e = errno;
+      throw EngineError{"ERRNO", "sctp_bindx " + addr_to_string(local_[i].sa()) + ": " + std::strerror(e), e};
+    }
+  }
+  if (::listen(fd.get(), 128) != 0)
+    throw EngineError{"ERRNO", std::string("listen (SCTP): ") + std::strerror(errno), errno};
+  listen_fd_ = std::move(fd);
+  // Endpoint defaults, inherited by every association; COMM_UP applies them again.
+  sctp_tune_assoc(0);
+  bound_port_ = cfg_.port;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kListenKey;
+  epoll_ctl(rx_epoll_.get(), EPOLL_CTL_ADD, listen_fd_.get(), &ev);
+  ev.events = EPOLLOUT | EPOLLET;
+  ev.data.u64 = kSctpKey;
+  epoll_ctl(tx_epoll_.get(), EPOLL_CTL_ADD, listen_fd_.get(), &ev);
+  sctp_buf_.resize(kSctpRxBytes);
+}
+
+Lowcomms::ConnPtr Lowcomms::sctp_conn_of_assoc(int32_t assoc_id) {
+  auto it = assoc_nodes_.find(assoc_id);
+  if (it != assoc_nodes_.end()) return find(it->second);
+  // Our own connect attempt, not up yet: the send thread stored its id.
+  for (auto& c : all_connections())
+    if (c->assoc_id == assoc_id) return c;
+  return nullptr;
+}
+
+void Lowcomms::sctp_abort(int32_t assoc_id) {
+  char cbuf[CMSG_SPACE(sizeof(sctp_sndinfo))] = {};
+  msghdr mh{};
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+  cm->cmsg_level = IPPROTO_SCTP;
+  cm->cmsg_type = SCTP_SNDINFO;
+  cm->cmsg_len = CMSG_LEN(sizeof(sctp_sndinfo));
+  sctp_sndinfo si{};
+  si.snd_flags = SCTP_ABORT;
+  si.snd_assoc_id = assoc_id;
+  std::memcpy(CMSG_DATA(cm), &si, sizeof si);
+  ::sendmsg(listen_fd_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
+  union sctp_notification sn;
+  std::memcpy(&sn, data, std::min(len, sizeof sn));
+  switch (sn.sn_header.sn_type) {
+    case SCTP_ASSOC_CHANGE: {
+      const sctp_assoc_change& ac = sn.sn_assoc_change;
+      const int32_t id = ac.sac_assoc_id;
+      if (ac.sac_state == SCTP_COMM_UP || ac.sac_state == SCTP_RESTART) {
+        // Which node is this? Its primary address must belong to a configured node.
+        sctp_prim prim{};
+        prim.ssp_assoc_id = id;
+        socklen_t pl = sizeof prim;
+        uint32_t nodeid = 0;
+        std::string addr = "?";
+        if (::getsockopt(listen_fd_.get(), SOL_SCTP, SCTP_PRIMARY_ADDR, &prim, &pl) == 0) {
+          sockaddr_storage ss;
+          std::memcpy(&ss, &prim.ssp_addr, sizeof ss);
+          nodeid = nodeid_of(reinterpret_cast<sockaddr*>(&ss));
+          addr = addr_to_string(reinterpret_cast<sockaddr*>(&ss));
+        }
+        ConnPtr c = nodeid && nodeid != cfg_.local_nodeid ? find(nodeid) : nullptr;
+        if (!c) {
+          gctr_.rejected++;
+          sctp_abort(id);
+          emit(Event{"reject", 0, addr, "unknown_address", 0});
+          return;
+        }
+        assoc_nodes_[id] = nodeid;
+        sctp_tune_assoc(id);
+        const bool restart = ac.sac_state == SCTP_RESTART || (c->assoc_up && c->assoc_id != id);
+        c->assoc_id = id;
+        c->assoc_up = true;
+        // A restart is a new session: rewind as after any reconnect.
+        if (restart) c->sock_failed = true;
+        emit(Event{"assoc", nodeid, addr, assoc_state_name(ac.sac_state), id});
+        kick_tx(c);
+        return;
+      }
+      ConnPtr c = sctp_conn_of_assoc(id);
+      assoc_nodes_.erase(id);
+      if (!c) return;
+      if (c->assoc_id == id) {
+        c->assoc_up = false;
+        c->assoc_id = 0;
+        c->sock_failed = true;
+      }
+      c->sctp_partial.clear();
+      emit(Event{"assoc", c->nodeid, "", assoc_state_name(ac.sac_state), id});
+      kick_tx(c);
+      return;
+    }
+    case SCTP_PEER_ADDR_CHANGE: {
+      const sctp_paddr_change& pc = sn.sn_paddr_change;
+      sockaddr_storage ss;
+      std::memcpy(&ss, &pc.spc_aaddr, sizeof ss);
+      auto it = assoc_nodes_.find(pc.spc_assoc_id);
+      emit(Event{"path", it == assoc_nodes_.end() ? 0 : it->second,
+                 addr_to_string(reinterpret_cast<sockaddr*>(&ss)), path_state_name(pc.spc_state),
+                 pc.spc_error});
+      return;
+    }
+    case SCTP_SHUTDOWN_EVENT: {
+      if (ConnPtr c = sctp_conn_of_assoc(sn.sn_shutdown_event.sse_assoc_id)) {
+        c->sock_failed = true;
+        kick_tx(c);
+      }
+      return;
+    }
+    case SCTP_SEND_FAILED_EVENT: {
+      // The data is still in the write queue's unacked set: midcomms resends it.
+      if (ConnPtr c = sctp_conn_of_assoc(sn.sn_send_failed_event.ssf_assoc_id))
+        emit(Event{"error", c->nodeid, "SCTP send failed", "send_failed",
+                   int64_t(sn.sn_send_failed_event.ssf_error)});
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+void Lowcomms::sctp_read() {
+  for (int round = 0; round < 64; round++) {
+    iovec iov{sctp_buf_.data(), sctp_buf_.size()};
+    char cbuf[CMSG_SPACE(sizeof(sctp_rcvinfo))];
+    sockaddr_storage from{};
+    msghdr mh{};
+    mh.msg_name = &from;
+    mh.msg_namelen = sizeof from;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    const ssize_t r = ::recvmsg(listen_fd_.get(), &mh, MSG_DONTWAIT);
+    if (r < 0) return;  // EAGAIN, or an error the association events report
+    if (mh.msg_flags & MSG_NOTIFICATION) {
+      sctp_on_notification(sctp_buf_.data(), size_t(r));
+      continue;
+    }
+    int32_t assoc_id = 0;
+    for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+      if (cm->cmsg_level == IPPROTO_SCTP && cm->cmsg_type == SCTP_RCVINFO) {
+        sctp_rcvinfo ri;
+        std::memcpy(&ri, CMSG_DATA(cm), sizeof ri);
+        assoc_id = ri.rcv_assoc_id;
+      }
+    }
+    ConnPtr c;
+    auto it = assoc_nodes_.find(assoc_id);
+    if (it != assoc_nodes_.end()) c = find(it->second);
+    if (!c) {
+      // Data before COMM_UP was processed, or from nobody we know.
+      const uint32_t nodeid = nodeid_of(reinterpret_cast<sockaddr*>(&from));
+      c = nodeid && nodeid != cfg_.local_nodeid ? find(nodeid) : nullptr;
+      if (!c) {
+        gctr_.rejected++;
+        sctp_abort(assoc_id);
+        emit(Event{"reject", 0, addr_to_string(reinterpret_cast<sockaddr*>(&from)), "unknown_address", 0});
+        continue;
+      }
+      assoc_nodes_[assoc_id] = c->nodeid;
+    }
+    const uint8_t* data = sctp_buf_.data();
+    size_t len = size_t(r);
+    if (!(mh.msg_flags & MSG_EOR) || !c->sctp_partial.empty()) {
+      // Partial delivery of a large message: gather until MSG_EOR.
+      c->sctp_partial.insert(c->sctp_partial.end(), data, data + len);
+      if (!(mh.msg_flags & MSG_EOR)) {
+        if (c->sctp_partial.size() > 16 * dlm::kMaxSocketBufsize * 16) {
+          c->ctr.bad_frames++;
+          c->sctp_partial.clear();
+          sctp_abort(assoc_id);
+        }
+        continue;
+      }
+      data = c->sctp_partial.data();
+      len = c->sctp_partial.size();
+    }
+    size_t consumed = 0;
+    const bool ok = rx_process(*c, const_cast<uint8_t*>(data), len, &consumed);
+    c->sctp_partial.clear();
+    if (!ok || consumed != len) {
+      // An SCTP message holds whole DLM messages; anything else is malformed.
+      c->ctr.bad_frames++;
+      emit(Event{"error", c->nodeid, "malformed SCTP message: association aborted", "bad_frame", 0});
+      sctp_abort(assoc_id);
+    }
+  }
+}
+
+bool Lowcomms::sctp_connect(const ConnPtr& c, int* err) {
+  if (c->assoc_up) return true;
+  std::vector<uint8_t> packed;
+  {
+    std::shared_lock lk(table_mu_);
+    if (c->addrs.empty()) {
+      *err = EDESTADDRREQ;
+      return false;
+    }
+    // Start with the address after the last one tried, so each attempt leads with another.
+    const size_t n = c->addrs.size();
+    for (size_t i = 0; i < n; i++) {
+      const SockAddr& a = c->addrs[(c->addr_idx + i) % n];
+      const auto* p = reinterpret_cast<const uint8_t*>(&a.ss);
+      packed.insert(packed.end(), p, p + a.len);
+    }
+  }
+  sctp_getaddrs_old param{};
+  param.assoc_id = 0;
+  param.addr_num = int(c->addrs.size());
+  param.addrs = reinterpret_cast<sockaddr*>(packed.data());
+  socklen_t pl = sizeof param;
+  const int r = ::getsockopt(listen_fd_.get(), SOL_SCTP, SCTP_SOCKOPT_CONNECTX3, &param, &pl);
+  if (r == 0 || errno == EINPROGRESS) {
+    if (!c->assoc_up) c->assoc_id = param.assoc_id;
+    return true;
+  }
+  if (errno == EALREADY || errno == EISCONN) return true;  // the peer's INIT won the race
+  *err = errno;
+  return false;
+}
+
+void Lowcomms::sctp_flush(const ConnPtr& c) {
+  iovec iov[kMaxMsgs];
+  mmsghdr msgs[kMaxMsgs];
+  char cbufs[kMaxMsgs][CMSG_SPACE(sizeof(sctp_sndinfo))];
+  for (int round = 0; round < 16; round++) {
+    int n;
+    {
+      std::lock_guard lk(c->mu);
+      n = c->wq.gather(iov, kMaxMsgs, 1 << 20);
+    }
+    if (n == 0) return;
+    sctp_sndinfo si{};
+    si.snd_assoc_id = c->assoc_id;
+    si.snd_ppid = cfg_.local_nodeid;  // as the kernel did: the sender's nodeid
+    for (int i = 0; i < n; i++) {
+      std::memset(&msgs[i], 0, sizeof msgs[i]);
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+      msgs[i].msg_hdr.msg_control = cbufs[i];
+      msgs[i].msg_hdr.msg_controllen = sizeof cbufs[i];
+      cmsghdr* cm = CMSG_FIRSTHDR(&msgs[i].msg_hdr);
+      cm->cmsg_level = IPPROTO_SCTP;
+      cm->cmsg_type = SCTP_SNDINFO;
+      cm->cmsg_len = CMSG_LEN(sizeof si);
+      std::memcpy(CMSG_DATA(cm), &si, sizeof si);
+    }
+    const int r = ::sendmmsg(listen_fd_.get(), msgs, unsigned(n), MSG_NOSIGNAL | MSG_DONTWAIT);
+    c->ctr.tx_syscalls++;
+    if (r > 0) {
+      size_t bytes = 0;
+      for (int i = 0; i < r; i++) bytes += msgs[i].msg_len;
+      bool drained = false;
+      {
+        std::lock_guard lk(c->mu);
+        c->wq.advance(bytes);
+        if (c->backpressured && c->wq.held_bytes() <= cfg_.max_node_bytes / 2) {
+          c->backpressured = false;
+          drained = true;
+        }
+      }
+      c->ctr.tx_bytes += bytes;
+      if (drained) emit(Event{"drain", c->nodeid, "", "", 0});
+      if (r == n) continue;
+    }
+    const int e = r < 0 ? errno : EAGAIN;
+    if (e == EAGAIN || e == EWOULDBLOCK || e == ENOMEM) {
+      // The socket's EPOLLOUT is shared by every association: poll again shortly too.
+      c->flush_at_ns = now_ns() + 1000000;
+      return;
+    }
+    tx_lost(c, e, "send");
+    return;
+  }
+  kick_tx(c);
+}
+
+}  // namespace lowcomms

@@ -1,0 +1,226 @@
+// TCP: one listen socket on the local node's address; per peer an outgoing socket
+// that we send on (and read, in case the peer answers on it) and accepted sockets
+// that we only read (the kernel's othercon). Connections from addresses of no
+// configured node are closed at once.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <cerrno>
+#include <cstring>
+#include "lowcomms/lowcomms.h"
+
+namespace lowcomms {
+
+namespace {
+constexpr uint64_t kListenKey = 1;
+constexpr size_t kRxBufBytes = 64 * 1024;
+constexpr size_t kMaxAcceptedPerNode = 4;  // stale othercons beyond this are closed
+constexpr int kReadsPerEvent = 4;
+
+void set_int(int fd, int level, int opt, int v) { ::setsockopt(fd, level, opt, &v, sizeof v); }
+}  // namespace
+
+void Lowcomms::tcp_apply_mark(int fd, uint32_t mark) {
+  if (!cfg_.has_mark && mark == 0) return;
+  const uint32_t m = mark ? mark : cfg_.mark;
+  if (::setsockopt(fd, SOL_SOCKET, SO_MARK, &m, sizeof m) != 0 && errno == EPERM)
+    throw EngineError{"EPERM", "SO_MARK needs the CAP_NET_ADMIN capability", EPERM};
+}
+
+void Lowcomms::tcp_listen() {
+  const SockAddr& la = local_[0];
+  UniqueFd fd(::socket(la.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) throw EngineError{"ERRNO", std::string("socket: ") + std::strerror(errno), errno};
+  set_int(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1);
+  set_int(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1);
+  tcp_apply_mark(fd.get(), 0);
+  if (::bind(fd.get(), la.sa(), la.len) != 0) {
+    const int e = errno;
+    throw EngineError{e == EADDRINUSE ? "EADDRINUSE" : e == EADDRNOTAVAIL ? "EADDRNOTAVAIL" : "ERRNO",
+                      "bind " + addr_to_string(la.sa()) + " port " + std::to_string(cfg_.port) +
+                          ": " + std::strerror(e),
+                      e};
+  }
+  if (::listen(fd.get(), 128) != 0)
+    throw EngineError{"ERRNO", std::string("listen: ") + std::strerror(errno), errno};
+  sockaddr_storage ss{};
+  socklen_t sl = sizeof ss;
+  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &sl);
+  bound_port_ = ntohs(ss.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
+                                              : reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kListenKey;
+  epoll_ctl(rx_epoll_.get(), EPOLL_CTL_ADD, fd.get(), &ev);
+  listen_fd_ = std::move(fd);
+}
+
+void Lowcomms::tcp_accept() {
+  for (;;) {
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof ss;
+    UniqueFd fd(::accept4(listen_fd_.get(), reinterpret_cast<sockaddr*>(&ss), &sl,
+                          SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!fd) return;  // EAGAIN, or out of fds: the backlog keeps the rest
+    gctr_.accepts++;
+    const sockaddr* peer = reinterpret_cast<const sockaddr*>(&ss);
+    const uint32_t nodeid = nodeid_of(peer);
+    if (nodeid == 0 || nodeid == cfg_.local_nodeid) {
+      gctr_.rejected++;
+      emit(Event{"reject", 0, addr_to_string(peer), "unknown_address", 0});
+      continue;  // fd closes here: nothing is sent to an unknown peer
+    }
+    ConnPtr c = find(nodeid);
+    set_int(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1);
+    set_int(fd.get(), IPPROTO_TCP, TCP_USER_TIMEOUT, int(cfg_.tcp_user_timeout_ms));
+    try {
+      tcp_apply_mark(fd.get(), c ? c->mark : 0);
+    } catch (const EngineError&) {
+      // Checked at listen time already; a failure here only loses the mark.
+    }
+    // Bound the othercons a node may hold: the oldest goes.
+    std::vector<uint64_t> mine;
+    for (auto& [id, s] : rx_socks_)
+      if (s->nodeid == nodeid && !s->outgoing) mine.push_back(id);
+    if (mine.size() >= kMaxAcceptedPerNode) {
+      uint64_t oldest = mine[0];
+      for (uint64_t id : mine) oldest = std::min(oldest, id);
+      rx_drop_socket(oldest, false);
+    }
+    auto s = std::make_shared<Socket>();
+    s->fd = std::move(fd);
+    s->id = next_sock_id_++;
+    s->nodeid = nodeid;
+    s->outgoing = false;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.u64 = s->id;
+    if (epoll_ctl(rx_epoll_.get(), EPOLL_CTL_ADD, s->fd.get(), &ev) == 0) rx_socks_[s->id] = s;
+  }
+}
+
+void Lowcomms::tcp_read(const std::shared_ptr<Socket>& s) {
+  if (s->rxbuf.empty()) s->rxbuf.resize(kRxBufBytes + 4096);
+  for (int i = 0; i < kReadsPerEvent; i++) {
+    const ssize_t r = ::recv(s->fd.get(), s->rxbuf.data() + s->rxlen, s->rxbuf.size() - s->rxlen,
+                             MSG_DONTWAIT);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    if (r <= 0) {
+      rx_drop_socket(s->id, true);
+      return;
+    }
+    s->rxlen += size_t(r);
+    ConnPtr c = find(s->nodeid);
+    if (!c) {
+      rx_drop_socket(s->id, false);
+      return;
+    }
+    size_t consumed = 0;
+    if (!rx_process(*c, s->rxbuf.data(), s->rxlen, &consumed)) {
+      // A length outside [16, 4096]: the stream cannot be resynchronised (§1.6 rule 2).
+      c->ctr.bad_frames++;
+      emit(Event{"error", c->nodeid, "malformed frame (bad length): connection closed",
+                 "bad_frame", 0});
+      rx_drop_socket(s->id, true);
+      return;
+    }
+    s->rxlen -= consumed;
+    if (s->rxlen) std::memmove(s->rxbuf.data(), s->rxbuf.data() + consumed, s->rxlen);
+    if (size_t(r) < s->rxbuf.size() / 2) return;  // drained for now
+  }
+}
+
+bool Lowcomms::tcp_connect(const ConnPtr& c, int* err) {
+  SockAddr dst;
+  {
+    std::shared_lock lk(table_mu_);
+    if (c->addrs.empty()) {
+      *err = EDESTADDRREQ;
+      return false;
+    }
+    dst = c->addrs[c->addr_idx % c->addrs.size()];
+  }
+  UniqueFd fd(::socket(dst.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    *err = errno;
+    return false;
+  }
+  set_int(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1);
+  set_int(fd.get(), IPPROTO_TCP, TCP_USER_TIMEOUT, int(cfg_.tcp_user_timeout_ms));
+  try {
+    tcp_apply_mark(fd.get(), c->mark);
+  } catch (const EngineError&) {
+  }
+  // Bind the local node's address, port 0, so the peer sees the address it knows us by.
+  set_int(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
+  SockAddr src = with_port(local_[0], 0);
+  ::bind(fd.get(), src.sa(), src.len);  // failure only costs the source address choice
+  if (::connect(fd.get(), dst.sa(), dst.len) != 0 && errno != EINPROGRESS) {
+    *err = errno;
+    return false;
+  }
+  auto s = std::make_shared<Socket>();
+  s->fd = std::move(fd);
+  s->id = next_sock_id_++;
+  s->nodeid = c->nodeid;
+  s->outgoing = true;
+  epoll_event ev{};
+  ev.events = EPOLLOUT | EPOLLET;
+  ev.data.u64 = c->nodeid;
+  if (epoll_ctl(tx_epoll_.get(), EPOLL_CTL_ADD, s->fd.get(), &ev) != 0) {
+    *err = errno;
+    return false;
+  }
+  c->sock = std::move(s);
+  c->writable = false;
+  return true;
+}
+
+bool Lowcomms::tcp_connect_done(const ConnPtr& c, int* err) {
+  int e = 0;
+  socklen_t l = sizeof e;
+  if (!c->sock || ::getsockopt(c->sock->fd.get(), SOL_SOCKET, SO_ERROR, &e, &l) != 0) e = errno;
+  *err = e;
+  return e == 0;
+}
+
+void Lowcomms::tcp_flush(const ConnPtr& c) {
+  iovec iov[64];
+  for (int round = 0; round < 64; round++) {
+    int n;
+    {
+      std::lock_guard lk(c->mu);
+      n = c->wq.gather(iov, 64, 1 << 20);
+    }
+    if (n == 0) return;
+    msghdr mh{};
+    mh.msg_iov = iov;
+    mh.msg_iovlen = size_t(n);
+    const ssize_t r = ::sendmsg(c->sock->fd.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    c->ctr.tx_syscalls++;
+    if (r > 0) {
+      bool drained = false;
+      {
+        std::lock_guard lk(c->mu);
+        c->wq.advance(size_t(r));
+        if (c->backpressured && c->wq.held_bytes() <= cfg_.max_node_bytes / 2) {
+          c->backpressured = false;
+          drained = true;
+        }
+      }
+      c->ctr.tx_bytes += uint64_t(r);
+      if (drained) emit(Event{"drain", c->nodeid, "", "", 0});
+      continue;
+    }
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      c->writable = false;  // EPOLLOUT (edge) brings us back
+      return;
+    }
+    tx_lost(c, r < 0 ? errno : EPIPE, "send");
+    return;
+  }
+  kick_tx(c);  // more queued: come back after the other nodes had their turn
+}
+
+}  // namespace lowcomms

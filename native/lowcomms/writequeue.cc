@@ -1,0 +1,165 @@
+#include "lowcomms/writequeue.h"
+
+#include <algorithm>
+#include <cstring>
+#include "dlm/wire.h"
+
+namespace lowcomms {
+
+WriteQueueEntry& WriteQueue::new_entry() {
+  WriteQueueEntry e;
+  // An entry must hold the largest frame whatever the configured size.
+  e.cap = std::max<uint32_t>(entry_bytes_, uint32_t(dlm::kMaxSocketBufsize));
+  e.buf = std::make_unique<uint8_t[]>(e.cap);
+  entries_.push_back(std::move(e));
+  return entries_.back();
+}
+
+uint8_t* WriteQueue::reserve(uint32_t len) {
+  WriteQueueEntry* t = entries_.empty() ? nullptr : &entries_.back();
+  if (!t || t->cap - t->end < len) t = &new_entry();
+  uint8_t* p = t->buf.get() + t->end;
+  t->end += len;
+  unsent_ += len;
+  held_ += len;
+  return p;
+}
+
+void WriteQueue::track_last(uint32_t seq, uint32_t len, bool fin) {
+  WriteQueueEntry& t = entries_.back();
+  unacked_.push_back(UnackedFrame{seq, head_id_ + entries_.size() - 1, t.end - len,
+                                  uint16_t(len), fin});
+  t.unacked++;
+}
+
+int WriteQueue::gather(iovec* iov, int max_iov, size_t max_bytes) {
+  while (send_idx_ + 1 < entries_.size() && entries_[send_idx_].sent == entries_[send_idx_].end)
+    send_idx_++;
+  int n = 0;
+  size_t bytes = 0;
+  for (size_t i = send_idx_; i < entries_.size() && n < max_iov && bytes < max_bytes; i++) {
+    WriteQueueEntry& e = entries_[i];
+    if (e.end == e.sent) continue;
+    iov[n].iov_base = e.buf.get() + e.sent;
+    iov[n].iov_len = e.end - e.sent;
+    bytes += iov[n].iov_len;
+    n++;
+  }
+  return n;
+}
+
+bool WriteQueue::head_unsent(iovec* iov) { return gather(iov, 1, 1) == 1; }
+
+void WriteQueue::advance(size_t n) {
+  unsent_ -= n;
+  size_t i = send_idx_;
+  while (n > 0) {
+    WriteQueueEntry& e = entries_[i];
+    const size_t take = std::min<size_t>(n, e.end - e.sent);
+    e.sent += uint32_t(take);
+    n -= take;
+    if (e.sent == e.end && i + 1 < entries_.size()) i++;
+  }
+  send_idx_ = i;
+  trim();
+}
+
+void WriteQueue::trim() {
+  // Entries before send_idx_ are fully sent; keep them only while they hold unacked frames.
+  while (send_idx_ > 0 && entries_.front().unacked == 0) {
+    held_ -= entries_.front().end;
+    entries_.pop_front();
+    head_id_++;
+    send_idx_--;
+  }
+}
+
+size_t WriteQueue::ack(uint32_t upto, bool* fin_acked) {
+  size_t count = 0;
+  while (!unacked_.empty() && dlm::seq_before(unacked_.front().seq, upto)) {
+    const UnackedFrame& f = unacked_.front();
+    entry(f.entry_id).unacked--;
+    if (f.fin) *fin_acked = true;
+    unacked_.pop_front();
+    count++;
+  }
+  trim();
+  return count;
+}
+
+size_t WriteQueue::rewind(uint32_t ack_seq, uint32_t nodeid, bool with_ack) {
+  std::deque<WriteQueueEntry> old = std::move(entries_);
+  std::deque<UnackedFrame> old_unacked = std::move(unacked_);
+  const uint64_t old_head = head_id_;
+  const size_t old_send_idx = send_idx_;
+  entries_.clear();
+  unacked_.clear();
+  head_id_ = old_head + old.size();
+  send_idx_ = 0;
+  unsent_ = 0;
+  held_ = 0;
+
+  // Tell the peer at once what we hold, so that it frees its own resend queue.
+  if (with_ack) dlm::write_ack(reserve(uint32_t(dlm::kHeaderLen)), ack_seq, nodeid);
+
+  auto copy_frame = [this](const uint8_t* src, uint32_t len) {
+    std::memcpy(reserve(len), src, len);
+  };
+
+  // 1. Sequenced frames the old socket took (wholly or partly) and the peer never acked.
+  size_t k = 0, resent = 0;
+  for (; k < old_unacked.size(); k++) {
+    const UnackedFrame& f = old_unacked[k];
+    const size_t idx = size_t(f.entry_id - old_head);
+    const bool taken = idx < old_send_idx || (idx == old_send_idx && f.off < old[idx].sent);
+    if (!taken) break;
+    copy_frame(old[idx].buf.get() + f.off, f.len);
+    track_last(f.seq, f.len, f.fin);
+    resent++;
+  }
+
+  // 2. Everything never sent, from the first frame boundary at or after the cursor: a
+  //    frame the old socket cut is not resumed (if sequenced, step 1 resent it whole).
+  for (size_t idx = old_send_idx; idx < old.size(); idx++) {
+    const WriteQueueEntry& e = old[idx];
+    const uint8_t* b = e.buf.get();
+    uint32_t off = 0;
+    if (idx == old_send_idx)
+      while (off < e.sent) off += dlm::get_le16(b + off + dlm::kOffLength);
+    while (off < e.end) {
+      const uint32_t len = dlm::get_le16(b + off + dlm::kOffLength);
+      if (b[off + dlm::kOffCmd] == dlm::kOpts) {
+        const uint32_t seq = dlm::get_le32(b + off + dlm::kOffLockspaceOrSeq);
+        if (k < old_unacked.size() && old_unacked[k].seq == seq) {
+          copy_frame(b + off, len);
+          track_last(seq, len, old_unacked[k].fin);
+          k++;
+        }
+        // else: acked already, nothing to send.
+      } else {
+        copy_frame(b + off, len);
+      }
+      off += len;
+    }
+  }
+  return resent;
+}
+
+size_t WriteQueue::forget_unacked() {
+  const size_t n = unacked_.size();
+  for (auto& e : entries_) e.unacked = 0;
+  unacked_.clear();
+  trim();
+  return n;
+}
+
+void WriteQueue::clear() {
+  head_id_ += entries_.size();
+  entries_.clear();
+  unacked_.clear();
+  send_idx_ = 0;
+  unsent_ = 0;
+  held_ = 0;
+}
+
+}  // namespace lowcomms

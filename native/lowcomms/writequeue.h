@@ -1,0 +1,80 @@
+// A connection's write queue: a FIFO of page-sized entries that send() copies whole
+// frames into and the send thread writes with as few syscalls as the socket takes.
+// Frames never span entries. For protocol 3.2 the queue also remembers where every
+// sequenced frame lives, and keeps an entry after sending until every sequenced frame
+// in it is acked: a reconnect then resends the unacked frames, in order, from here.
+// Not thread-safe: the owning connection's mutex guards every call.
+#pragma once
+#include <sys/uio.h>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+
+namespace lowcomms {
+
+struct WriteQueueEntry {
+  std::unique_ptr<uint8_t[]> buf;
+  uint32_t cap = 0;
+  uint32_t end = 0;       // first unreserved byte
+  uint32_t sent = 0;      // first unsent byte
+  uint32_t unacked = 0;   // sequenced frames in this entry not yet acked
+};
+
+struct UnackedFrame {
+  uint32_t seq;
+  uint64_t entry_id;
+  uint32_t off;
+  uint16_t len;
+  bool fin;
+};
+
+class WriteQueue {
+ public:
+  explicit WriteQueue(uint32_t entry_bytes) : entry_bytes_(entry_bytes) {}
+
+  // Room for len contiguous bytes at the tail; a new entry when the tail is full.
+  uint8_t* reserve(uint32_t len);
+  // Remember the frame just reserved as sequenced (unacked until ack()).
+  void track_last(uint32_t seq, uint32_t len, bool fin);
+
+  // Unsent bytes, for writev/sendmsg: up to max_iov ranges and about max_bytes.
+  int gather(iovec* iov, int max_iov, size_t max_bytes);
+  // For message-oriented transports: the unsent part of the head entry only.
+  bool head_unsent(iovec* iov);
+  void advance(size_t n);
+
+  // Cumulative ack: every frame before `upto` is delivered. Returns how many frames
+  // were released; *fin_acked is set when our FIN was among them.
+  size_t ack(uint32_t upto, bool* fin_acked);
+
+  // After a reconnect: rebuild so that the sequenced frames already (partly) put on the
+  // old socket and still unacked go first, followed by everything never sent; a frame
+  // cut by the old socket is never resumed mid-way. Returns the frames resent.
+  size_t rewind(uint32_t prefix_ack_seq, uint32_t nodeid, bool with_ack);
+  // Drop the unacked frames' bookkeeping (midcomms reset): they will not be resent.
+  size_t forget_unacked();
+  // Discard everything (node removed).
+  void clear();
+
+  size_t unsent_bytes() const { return unsent_; }
+  size_t held_bytes() const { return held_; }
+  size_t unacked_frames() const { return unacked_.size(); }
+  size_t entries() const { return entries_.size(); }
+  bool has_unsent() const { return unsent_ > 0; }
+
+ private:
+  WriteQueueEntry& new_entry();
+  void trim();
+  WriteQueueEntry& entry(uint64_t id) { return entries_[size_t(id - head_id_)]; }
+
+  uint32_t entry_bytes_;
+  std::deque<WriteQueueEntry> entries_;
+  uint64_t head_id_ = 0;   // id of entries_.front()
+  size_t send_idx_ = 0;    // index of the first entry with unsent bytes (or the tail)
+  std::deque<UnackedFrame> unacked_;
+  size_t unsent_ = 0;      // bytes reserved and not yet sent
+  size_t held_ = 0;        // bytes of every entry still held (sent-unacked and unsent)
+};
+
+}  // namespace lowcomms

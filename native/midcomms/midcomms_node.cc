@@ -1,0 +1,160 @@
+#include "midcomms/midcomms_node.h"
+
+namespace lowcomms {
+
+const char* fin_state_name(FinState s) {
+  switch (s) {
+    case FinState::kClosed: return "closed";
+    case FinState::kEstablished: return "established";
+    case FinState::kFinWait1: return "fin_wait1";
+    case FinState::kFinWait2: return "fin_wait2";
+    case FinState::kCloseWait: return "close_wait";
+    case FinState::kLastAck: return "last_ack";
+    case FinState::kClosing: return "closing";
+  }
+  return "unknown";
+}
+
+bool MidcommsNode::check_version(uint32_t v) {
+  const PeerVersion pv = v == dlm::kVersion32 ? PeerVersion::k32 : PeerVersion::k31;
+  if (version_ == PeerVersion::kNotSet) {
+    version_ = pv;
+    if (pv == PeerVersion::k32 && state_ == FinState::kClosed) state_ = FinState::kEstablished;
+    return true;
+  }
+  if (version_ != pv) {
+    stats_.version_mismatch++;
+    return false;
+  }
+  return true;
+}
+
+RxVerdict MidcommsNode::receive(const dlm::Decoded& d, uint32_t seq_send) {
+  RxVerdict v;
+  switch (d.kind) {
+    case dlm::FrameKind::kBadVersion:
+      stats_.bad_version++;
+      return v;
+    case dlm::FrameKind::kSkipped:
+      stats_.skipped++;
+      return v;
+    default:
+      break;
+  }
+  if (d.nodeid != nodeid_) {
+    stats_.nodeid_mismatch++;
+    return v;
+  }
+  if (!check_version(d.version)) return v;
+
+  switch (d.kind) {
+    case dlm::FrameKind::kPlain31:
+    case dlm::FrameKind::kStateless32:
+      v.deliver = true;
+      v.inner = d.inner;
+      v.inner_len = d.inner_len;
+      stats_.delivered++;
+      return v;
+    case dlm::FrameKind::kAck:
+      stats_.acks_rcvd++;
+      // An ack may cover at most what we sent: anything beyond means the peer's
+      // state is not ours (it restarted without a FIN handshake).
+      if (dlm::seq_before(seq_send, d.seq)) {
+        stats_.bad_acks++;
+        v.bad_ack = true;
+        return v;
+      }
+      v.apply_ack = true;
+      v.ack_value = d.seq;
+      return v;
+    case dlm::FrameKind::kSequenced:
+      return on_sequenced(d);
+    default:
+      return v;
+  }
+}
+
+RxVerdict MidcommsNode::on_sequenced(const dlm::Decoded& d) {
+  RxVerdict v;
+  if (d.seq != seq_next_) {
+    if (dlm::seq_before(d.seq, seq_next_)) {
+      // Already seen (a resend after reconnect): tell the peer where we are.
+      stats_.dup_dropped++;
+      v.ack_now = true;
+    } else {
+      stats_.gap_dropped++;  // a future frame: the resend after reconnect fills the gap
+    }
+    return v;
+  }
+  if (stop_rx_) {
+    stats_.skipped++;
+    return v;
+  }
+  seq_next_++;
+  if (d.inner_cmd == dlm::kFin) return on_fin();
+  ulp_delivered_++;
+  stats_.delivered++;
+  v.deliver = true;
+  v.inner = d.inner;
+  v.inner_len = d.inner_len;
+  v.ack_now = ulp_delivered_ > kRecvAckBackThreshold;
+  return v;
+}
+
+RxVerdict MidcommsNode::on_fin() {
+  RxVerdict v;
+  stats_.fins_rcvd++;
+  v.ack_now = true;  // a FIN is always acked at once
+  switch (state_) {
+    case FinState::kEstablished:
+      // No lockspace users here to wait for: reply with our FIN straight away.
+      state_ = FinState::kLastAck;
+      stop_rx_ = true;
+      stop_tx_ = true;
+      v.send_fin = true;
+      break;
+    case FinState::kFinWait1:
+      state_ = FinState::kClosing;
+      stop_rx_ = true;
+      break;
+    case FinState::kFinWait2:
+      v.reset = true;
+      break;
+    default:
+      break;
+  }
+  return v;
+}
+
+bool MidcommsNode::on_fin_acked() {
+  switch (state_) {
+    case FinState::kFinWait1:
+      state_ = FinState::kFinWait2;
+      return false;
+    case FinState::kClosing:
+    case FinState::kLastAck:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool MidcommsNode::start_close() {
+  // We speak 3.2 unless the peer showed it speaks 3.1 (which has no FIN).
+  if (version_ == PeerVersion::k31 || state_ != FinState::kEstablished) return false;
+  state_ = FinState::kFinWait1;
+  stop_tx_ = true;
+  return true;
+}
+
+void MidcommsNode::reset() {
+  version_ = PeerVersion::kNotSet;
+  state_ = FinState::kClosed;
+  seq_send_ = 0;
+  seq_next_ = 0;
+  ulp_delivered_ = 0;
+  stop_tx_ = false;
+  stop_rx_ = false;
+}
+
+}  // namespace lowcomms
