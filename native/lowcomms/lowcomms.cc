@@ -65,9 +65,7 @@ bool Lowcomms::remove_node(uint32_t nodeid) {
   size_t dropped;
   {
     std::lock_guard lk(c->mu);
-    dropped = c->wq.unacked_frames();
-    c->mc.reset();
-    c->wq.forget_unacked();
+    dropped = drop_session_locked(*c);
   }
   c->ctr.dropped_unacked += dropped;
   c->removed = true;
@@ -83,8 +81,7 @@ bool Lowcomms::reset_node(uint32_t nodeid) {
   size_t dropped;
   {
     std::lock_guard lk(c->mu);
-    dropped = c->wq.unacked_frames();
-    reset_locked(*c);
+    dropped = drop_session_locked(*c);
   }
   c->ctr.dropped_unacked += dropped;
   if (dropped) emit(Event{"dropped", nodeid, "node reset with unacked messages", "reset",
@@ -105,6 +102,12 @@ bool Lowcomms::reset_node(uint32_t nodeid) {
 void Lowcomms::reset_locked(Connection& c) {
   c.mc.reset();
   c.wq.forget_unacked();
+}
+
+size_t Lowcomms::drop_session_locked(Connection& c) {
+  // Frames of the old session carry its sequence numbers: none may reach the new one.
+  c.mc.reset();
+  return c.wq.clear();
 }
 
 void Lowcomms::kick_tx(const ConnPtr& c) {

@@ -106,6 +106,7 @@ class Lowcomms {
   void queue_ack_locked(Connection& c);
   void queue_fin_locked(Connection& c);
   void reset_locked(Connection& c);
+  size_t drop_session_locked(Connection& c);
   void emit(Event ev);
 
   // Send thread (threads_tx.cc).

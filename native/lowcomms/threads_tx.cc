@@ -231,8 +231,6 @@ void Lowcomms::tx_teardown(const ConnPtr& c) {
   c->tx_state = Connection::TxState::kIdle;
   c->retry_at_ns = 0;
   c->flush_at_ns = 0;
-  std::lock_guard lk(c->mu);
-  c->wq.clear();
 }
 
 }  // namespace lowcomms

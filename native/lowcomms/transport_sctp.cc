@@ -368,9 +368,10 @@ void Lowcomms::sctp_flush(const ConnPtr& c) {
   char cbufs[kMaxMsgs][CMSG_SPACE(sizeof(sctp_sndinfo))];
   for (int round = 0; round < 16; round++) {
     int n;
+    uint64_t gen;
     {
       std::lock_guard lk(c->mu);
-      n = c->wq.gather(iov, kMaxMsgs, 1 << 20);
+      n = c->wq.gather(iov, kMaxMsgs, 1 << 20, &gen);
     }
     if (n == 0) return;
     sctp_sndinfo si{};
@@ -396,7 +397,7 @@ void Lowcomms::sctp_flush(const ConnPtr& c) {
       bool drained = false;
       {
         std::lock_guard lk(c->mu);
-        c->wq.advance(bytes);
+        c->wq.advance(bytes, gen);
         if (c->backpressured && c->wq.held_bytes() <= cfg_.max_node_bytes / 2) {
           c->backpressured = false;
           drained = true;

@@ -189,9 +189,10 @@ void Lowcomms::tcp_flush(const ConnPtr& c) {
   iovec iov[64];
   for (int round = 0; round < 64; round++) {
     int n;
+    uint64_t gen;
     {
       std::lock_guard lk(c->mu);
-      n = c->wq.gather(iov, 64, 1 << 20);
+      n = c->wq.gather(iov, 64, 1 << 20, &gen);
     }
     if (n == 0) return;
     msghdr mh{};
@@ -203,7 +204,7 @@ void Lowcomms::tcp_flush(const ConnPtr& c) {
       bool drained = false;
       {
         std::lock_guard lk(c->mu);
-        c->wq.advance(size_t(r));
+        c->wq.advance(size_t(r), gen);
         if (c->backpressured && c->wq.held_bytes() <= cfg_.max_node_bytes / 2) {
           c->backpressured = false;
           drained = true;

@@ -32,7 +32,9 @@ void WriteQueue::track_last(uint32_t seq, uint32_t len, bool fin) {
   t.unacked++;
 }
 
-int WriteQueue::gather(iovec* iov, int max_iov, size_t max_bytes) {
+int WriteQueue::gather(iovec* iov, int max_iov, size_t max_bytes, uint64_t* gen) {
+  graveyard_.clear();  // the send thread is between sends: nothing reads these now
+  *gen = generation_;
   while (send_idx_ + 1 < entries_.size() && entries_[send_idx_].sent == entries_[send_idx_].end)
     send_idx_++;
   int n = 0;
@@ -48,9 +50,8 @@ int WriteQueue::gather(iovec* iov, int max_iov, size_t max_bytes) {
   return n;
 }
 
-bool WriteQueue::head_unsent(iovec* iov) { return gather(iov, 1, 1) == 1; }
-
-void WriteQueue::advance(size_t n) {
+void WriteQueue::advance(size_t n, uint64_t gen) {
+  if (gen != generation_) return;
   unsent_ -= n;
   size_t i = send_idx_;
   while (n > 0) {
@@ -88,6 +89,8 @@ size_t WriteQueue::ack(uint32_t upto, bool* fin_acked) {
 }
 
 size_t WriteQueue::rewind(uint32_t ack_seq, uint32_t nodeid, bool with_ack) {
+  graveyard_.clear();
+  generation_++;
   std::deque<WriteQueueEntry> old = std::move(entries_);
   std::deque<UnackedFrame> old_unacked = std::move(unacked_);
   const uint64_t old_head = head_id_;
@@ -153,13 +156,17 @@ size_t WriteQueue::forget_unacked() {
   return n;
 }
 
-void WriteQueue::clear() {
+size_t WriteQueue::clear() {
+  const size_t dropped = unacked_.size();
   head_id_ += entries_.size();
+  for (auto& e : entries_) graveyard_.push_back(std::move(e));
   entries_.clear();
   unacked_.clear();
+  generation_++;
   send_idx_ = 0;
   unsent_ = 0;
   held_ = 0;
+  return dropped;
 }
 
 }  // namespace lowcomms

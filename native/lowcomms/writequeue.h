@@ -38,11 +38,12 @@ class WriteQueue {
   // Remember the frame just reserved as sequenced (unacked until ack()).
   void track_last(uint32_t seq, uint32_t len, bool fin);
 
-  // Unsent bytes, for writev/sendmsg: up to max_iov ranges and about max_bytes.
-  int gather(iovec* iov, int max_iov, size_t max_bytes);
-  // For message-oriented transports: the unsent part of the head entry only.
-  bool head_unsent(iovec* iov);
-  void advance(size_t n);
+  // Unsent bytes, for writev/sendmsg: up to max_iov ranges and about max_bytes. The
+  // ranges stay valid until the next gather() even if the queue is cleared meanwhile;
+  // *gen identifies the queue they came from, for advance().
+  int gather(iovec* iov, int max_iov, size_t max_bytes, uint64_t* gen);
+  // n bytes of the last gather() went out; ignored if the queue was cleared since.
+  void advance(size_t n, uint64_t gen);
 
   // Cumulative ack: every frame before `upto` is delivered. Returns how many frames
   // were released; *fin_acked is set when our FIN was among them.
@@ -54,8 +55,8 @@ class WriteQueue {
   size_t rewind(uint32_t prefix_ack_seq, uint32_t nodeid, bool with_ack);
   // Drop the unacked frames' bookkeeping (midcomms reset): they will not be resent.
   size_t forget_unacked();
-  // Discard everything (node removed).
-  void clear();
+  // Discard everything (node removed or reset); returns the sequenced frames dropped.
+  size_t clear();
 
   size_t unsent_bytes() const { return unsent_; }
   size_t held_bytes() const { return held_; }
@@ -73,6 +74,8 @@ class WriteQueue {
   uint64_t head_id_ = 0;   // id of entries_.front()
   size_t send_idx_ = 0;    // index of the first entry with unsent bytes (or the tail)
   std::deque<UnackedFrame> unacked_;
+  std::deque<WriteQueueEntry> graveyard_;  // cleared entries a send may still be reading
+  uint64_t generation_ = 0;
   size_t unsent_ = 0;      // bytes reserved and not yet sent
   size_t held_ = 0;        // bytes of every entry still held (sent-unacked and unsent)
 };
