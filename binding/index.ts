@@ -115,6 +115,7 @@ export interface NativeEngine {
   stats(): NativeStats;
   ref(): void;
   unref(): void;
+  killConnections(nodeid: number): void;
 }
 
 export type BatchCallback = (data: Buffer, index: Uint32Array) => void;

@@ -339,6 +339,16 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     };
   }
 
+  /**
+   * Fault injection (tests, failover drills): aborts every connection with `nodeid` as a
+   * network failure would (TCP: RST; SCTP: ABORT of the association). Midcomms then
+   * reconnects and resends what was unacked; nothing is lost or duplicated.
+   */
+  killConnections(nodeid: number): void {
+    if (!this.nodes.has(nodeid)) throw new UnknownNodeError(nodeid);
+    this.engine?.killConnections(nodeid);
+  }
+
   /** Lets the process exit while this instance is open (like socket.unref()). */
   unref(): this {
     this.engine?.unref();

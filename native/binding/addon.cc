@@ -175,6 +175,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
                         InstanceMethod<&Engine::Stop>("stop"),
                         InstanceMethod<&Engine::Stats>("stats"),
                         InstanceMethod<&Engine::Ref>("ref"),
+                        InstanceMethod<&Engine::KillConnections>("killConnections"),
                         InstanceMethod<&Engine::Unref>("unref")});
   }
 
@@ -259,6 +260,10 @@ class Engine : public Napi::ObjectWrap<Engine> {
   }
   Napi::Value Stop(const Napi::CallbackInfo& info) {
     shutdown();
+    return info.Env().Undefined();
+  }
+  Napi::Value KillConnections(const Napi::CallbackInfo& info) {
+    engine_->kill_connections(info[0].As<Napi::Number>().Uint32Value());
     return info.Env().Undefined();
   }
   Napi::Value Ref(const Napi::CallbackInfo& info) {

@@ -24,6 +24,7 @@ struct Socket {
   uint32_t nodeid = 0;
   bool outgoing = false;
   std::atomic<bool> dead{false};
+  std::atomic<bool> abort{false};  // close with RST (fault injection), no FIN first
   // Receive-thread state: bytes of a message split across reads.
   std::vector<uint8_t> rxbuf;
   size_t rxlen = 0;

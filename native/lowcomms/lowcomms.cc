@@ -99,6 +99,15 @@ bool Lowcomms::reset_node(uint32_t nodeid) {
   return true;
 }
 
+void Lowcomms::kill_connections(uint32_t nodeid) {
+  if (!running_) return;
+  {
+    std::lock_guard lk(rx_cmd_mu_);
+    rx_kill_nodes_.push_back(nodeid);
+  }
+  rx_wake_.signal();
+}
+
 void Lowcomms::reset_locked(Connection& c) {
   c.mc.reset();
   c.wq.forget_unacked();

@@ -72,6 +72,10 @@ class Lowcomms {
   int send_parts(uint32_t nodeid, uint32_t lockspace, uint8_t cmd, const uint8_t* body,
                  size_t len);
 
+  // Fault injection for tests and drills: abort every connection with the node (TCP:
+  // RST; SCTP: ABORT of the association), as a network failure would.
+  void kill_connections(uint32_t nodeid);
+
   // JS consumed `bytes` of delivered batches: reading may resume.
   void release(size_t bytes);
 
@@ -127,6 +131,7 @@ class Lowcomms {
   void rx_flush_batch();
   void rx_idle_acks();
   void rx_drop_socket(uint64_t id, bool notify_tx);
+  void rx_kill_node(uint32_t nodeid);
 
   // TCP (transport_tcp.cc).
   void tcp_listen();
@@ -174,6 +179,7 @@ class Lowcomms {
   std::vector<std::shared_ptr<Socket>> rx_add_;
   std::vector<uint64_t> rx_drop_;
   std::vector<uint32_t> rx_drop_nodes_;   // close every socket of these nodes
+  std::vector<uint32_t> rx_kill_nodes_;   // abort every socket of these nodes
   std::unordered_map<uint64_t, std::shared_ptr<Socket>> rx_socks_;  // rx thread only
   std::unordered_map<int32_t, uint32_t> assoc_nodes_;               // rx thread only (SCTP)
   std::atomic<uint64_t> next_sock_id_{16};  // below 16: reserved epoll keys

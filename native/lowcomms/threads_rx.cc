@@ -23,13 +23,15 @@ constexpr size_t kBatchFlushBytes = 256 * 1024;
 void Lowcomms::rx_commands() {
   std::vector<std::shared_ptr<Socket>> add;
   std::vector<uint64_t> drop;
-  std::vector<uint32_t> drop_nodes;
+  std::vector<uint32_t> drop_nodes, kill_nodes;
   {
     std::lock_guard lk(rx_cmd_mu_);
     add.swap(rx_add_);
     drop.swap(rx_drop_);
     drop_nodes.swap(rx_drop_nodes_);
+    kill_nodes.swap(rx_kill_nodes_);
   }
+  for (uint32_t nodeid : kill_nodes) rx_kill_node(nodeid);
   for (auto& s : add) {
     if (s->dead) continue;
     epoll_event ev{};
@@ -61,12 +63,40 @@ void Lowcomms::rx_drop_socket(uint64_t id, bool notify_tx) {
   rx_socks_.erase(it);
   epoll_ctl(rx_epoll_.get(), EPOLL_CTL_DEL, s->fd.get(), nullptr);
   s->dead = true;
-  ::shutdown(s->fd.get(), SHUT_RDWR);
+  if (!s->abort) ::shutdown(s->fd.get(), SHUT_RDWR);
   if (notify_tx && s->outgoing) {
     if (ConnPtr c = find(s->nodeid)) {
       c->sock_failed = true;
       kick_tx(c);
     }
+  }
+}
+
+void Lowcomms::rx_kill_node(uint32_t nodeid) {
+  std::vector<uint64_t> ids;
+  for (auto& [id, s] : rx_socks_) {
+    if (s->nodeid != nodeid) continue;
+    const linger lg{1, 0};  // close() sends RST
+    ::setsockopt(s->fd.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    s->abort = true;
+    ids.push_back(id);
+  }
+  for (uint64_t id : ids) rx_drop_socket(id, true);
+  for (auto it = assoc_nodes_.begin(); it != assoc_nodes_.end();) {
+    if (it->second != nodeid) {
+      ++it;
+      continue;
+    }
+    sctp_abort(it->first);
+    if (ConnPtr c = find(nodeid)) {
+      if (c->assoc_id == it->first) {
+        c->assoc_up = false;
+        c->assoc_id = 0;
+      }
+      c->sock_failed = true;
+      kick_tx(c);
+    }
+    it = assoc_nodes_.erase(it);
   }
 }
 

@@ -188,7 +188,7 @@ void Lowcomms::tx_lost(const ConnPtr& c, int err, const char* why) {
   const bool was_connected = c->tx_state == Connection::TxState::kConnected;
   if (c->sock) {
     c->sock->dead = true;
-    ::shutdown(c->sock->fd.get(), SHUT_RDWR);
+    if (!c->sock->abort) ::shutdown(c->sock->fd.get(), SHUT_RDWR);
     epoll_ctl(tx_epoll_.get(), EPOLL_CTL_DEL, c->sock->fd.get(), nullptr);
     {
       std::lock_guard lk(rx_cmd_mu_);
