@@ -349,7 +349,7 @@ bool Lowcomms::sctp_connect(const ConnPtr& c, int* err) {
   }
   sctp_getaddrs_old param{};
   param.assoc_id = 0;
-  param.addr_num = int(c->addrs.size());
+  param.addr_num = int(packed.size());  // despite the name: the size in bytes
   param.addrs = reinterpret_cast<sockaddr*>(packed.data());
   socklen_t pl = sizeof param;
   const int r = ::getsockopt(listen_fd_.get(), SOL_SCTP, SCTP_SOCKOPT_CONNECTX3, &param, &pl);

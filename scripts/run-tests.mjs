@@ -1,0 +1,105 @@
+#!/usr/bin/env node
+// The whole test suite, as `npm test` and CI run it:
+//   1. unit and TCP tests on this host (test/*.test.ts, test/net/*.test.ts with TCP,
+//      plus SCTP when this kernel has it);
+//   2. when this kernel has no SCTP: the transport suites (test/net/) and the guest-only
+//      tests (test/uml/) again inside user-mode-linux with LOWCOMMS_TEST_TRANSPORTS=sctp.
+// SCTP is never skipped: a run that could not test it fails. The last line is the total
+// as "N passed, N failed", with how many of those tests ran on SCTP.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+process.chdir(root);
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcomms-test-'));
+
+const list = (dir) =>
+  fs.existsSync(dir)
+    ? fs.readdirSync(dir).filter((f) => f.endsWith('.test.ts')).map((f) => path.join(dir, f)).sort()
+    : [];
+const only = process.env.LOWCOMMS_TEST_ONLY; // e.g. "net" or "unit" or "uml", for development
+const unitFiles = list('test');
+const netFiles = list('test/net');
+const umlFiles = list('test/uml');
+
+function hostHasSctp() {
+  const r = spawnSync('bash', ['scripts/has-sctp.sh'], { encoding: 'utf8' });
+  return r.status === 0;
+}
+
+/** Runs node's test runner; returns {pass, fail, skipped, todo}. A crashed run counts as a failure. */
+function runNodeTests(label, files, env, wrap = []) {
+  if (files.length === 0) return { pass: 0, fail: 0, skipped: 0, todo: 0 };
+  const tap = path.join(tmp, `${label}.tap`);
+  const args = [
+    ...wrap,
+    process.execPath,
+    '--import',
+    'tsx',
+    '--test',
+    '--test-concurrency=1',
+    '--test-reporter=spec',
+    '--test-reporter-destination=stdout',
+    '--test-reporter=tap',
+    `--test-reporter-destination=${tap}`,
+    ...files,
+  ];
+  console.log(`\n=== ${label}: ${files.length} file(s)${wrap.length ? ' inside user-mode-linux' : ''} ===`);
+  const r = spawnSync(args[0], args.slice(1), { stdio: 'inherit', env: { ...process.env, ...env } });
+  const text = fs.existsSync(tap) ? fs.readFileSync(tap, 'utf8') : '';
+  const num = (k) => Number((text.match(new RegExp(`^# ${k} (\\d+)$`, 'm')) ?? [])[1] ?? 0);
+  const res = { pass: num('pass'), fail: num('fail'), skipped: num('skipped'), todo: num('todo') };
+  if (r.status !== 0 && res.fail === 0) {
+    console.error(`${label}: the run itself failed (exit ${r.status ?? r.signal}) - counted as a failure`);
+    res.fail += 1;
+  }
+  console.log(`=== ${label}: ${res.pass} passed, ${res.fail} failed, ${res.skipped} skipped ===`);
+  return res;
+}
+
+const nativeSctp = hostHasSctp();
+const results = [];
+let sctpCount = 0;
+
+if (!only || only === 'unit' || only === 'net') {
+  const files = [...(!only || only === 'unit' ? unitFiles : []), ...(!only || only === 'net' ? netFiles : [])];
+  const transports = nativeSctp ? 'tcp,sctp' : 'tcp';
+  results.push(runNodeTests('host', files, { LOWCOMMS_TEST_TRANSPORTS: transports }));
+}
+
+if (!only || only === 'net' || only === 'uml') {
+  const files = [...(only === 'uml' ? [] : netFiles), ...umlFiles];
+  if (nativeSctp) {
+    // This kernel has SCTP: the net suites ran with it above; guest-only tests run here.
+    if (umlFiles.length && only !== 'net')
+      results.push(runNodeTests('native-sctp', umlFiles, { LOWCOMMS_TEST_TRANSPORTS: 'sctp' }));
+    sctpCount = -1;
+  } else {
+    const r = runNodeTests('uml-sctp', files, { LOWCOMMS_TEST_TRANSPORTS: 'sctp' }, [
+      'bash',
+      'scripts/uml-run.sh',
+      '--timeout',
+      '1500',
+      '--',
+    ]);
+    results.push(r);
+    sctpCount = r.pass + r.fail;
+    if (r.pass === 0) {
+      console.error('no SCTP test passed inside user-mode-linux: that is a failure, not a skip');
+      r.fail += 1;
+    }
+  }
+}
+
+const total = results.reduce(
+  (a, r) => ({ pass: a.pass + r.pass, fail: a.fail + r.fail, skipped: a.skipped + r.skipped }),
+  { pass: 0, fail: 0, skipped: 0 },
+);
+console.log('');
+if (sctpCount >= 0) console.log(`SCTP: ${sctpCount} tests ran on real kernel SCTP inside user-mode-linux`);
+else console.log('SCTP: the host kernel has SCTP; the SCTP tests ran natively (see the host run)');
+console.log(`${total.pass} passed, ${total.fail} failed${total.skipped ? `, ${total.skipped} skipped` : ''}`);
+fs.rmSync(tmp, { recursive: true, force: true });
+process.exit(total.fail === 0 && total.pass > 0 ? 0 : 1);
