@@ -108,6 +108,13 @@ export interface NativeEngine {
   start(): number;
   send(nodeid: number, msg: Uint8Array): SendResult;
   sendParts(nodeid: number, lockspace: number, cmd: number, body: Uint8Array): SendResult;
+  /**
+   * Moves a run of staged records (see lib/sender.ts) into the write queues. Returns 0,
+   * -1 when not running, or what was dropped (unknown node, or node closing).
+   */
+  submit(records: Uint8Array, length: number): number | { dropped: number; nodeid: number };
+  /** Queued + unacked bytes of a node; marks it backpressured if `wanted` more won't fit. */
+  heldBytes(nodeid: number, wanted: number): number;
   release(bytes: number): void;
   beginClose(): void;
   quiesced(): boolean;

@@ -6,7 +6,6 @@
 import { EventEmitter } from 'node:events';
 import {
   loadBinding,
-  SendResult,
   type NativeEngine,
   type NativeEvent,
   type NativeNodeStats,
@@ -27,6 +26,7 @@ import {
 } from './errors';
 import { MessageBatch, type DlmMessage } from './message';
 import { NodeTable, type NodeConfig } from './nodetable';
+import { Sender } from './sender';
 
 export type TransportName = 'tcp' | 'sctp';
 
@@ -152,6 +152,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
   private readonly opts: LowcommsOptions;
   private transportName: TransportName | undefined;
   private engine: NativeEngine | undefined;
+  private sender: Sender | undefined;
   private state: 'new' | 'starting' | 'running' | 'closing' | 'closed' = 'new';
   private readonly messageHandlers: MessageHandler[] = [];
   private readonly batchHandlers: BatchHandler[] = [];
@@ -242,6 +243,9 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
         throw mapStartError(err, transport);
       }
       this.engine = engine;
+      this.sender = new Sender(engine, this.opts.limits?.maxNodeBytes ?? 16 << 20, (nodeid, count) =>
+        this.emit('dropped', { nodeid, count, reason: 'closing' }),
+      );
       this.state = 'running';
     } catch (err) {
       this.state = 'new';
@@ -252,42 +256,33 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
   /**
    * Queues a message for `nodeid` and returns at once; it never does socket I/O.
    * Returns false when the node's queue is over limits.maxNodeBytes (nothing was
-   * queued: retry after its 'drain' event). Throws for an unknown node, a message
-   * outside the size limits, or a node in its closing handshake.
+   * queued: retry after its 'drain' event). Throws for an unknown node or a message
+   * outside the size limits. A message to a node that is in its closing (FIN)
+   * handshake is dropped and reported by a 'dropped' event.
    */
   send(nodeid: number, msg: OutgoingMessage): boolean {
-    const engine = this.engine;
-    if (!engine) throw new StateError(`send() before start() or after close() (state '${this.state}')`);
-    let r: SendResult;
-    let size: number;
+    const sender = this.sender;
+    if (!sender || this.state !== 'running')
+      throw new StateError(`send() before start() or after close() (state '${this.state}')`);
+    if (nodeid === this.nodeid) throw new ConfigError('cannot send to our own nodeid');
+    if (!this.nodes.has(nodeid)) throw new UnknownNodeError(nodeid);
     if (msg instanceof Uint8Array) {
-      size = msg.length;
-      r = engine.send(nodeid, msg);
-    } else {
-      const body = typeof msg.body === 'string' ? Buffer.from(msg.body) : (msg.body ?? EMPTY);
-      size = DLM_HEADER_LEN + body.length;
-      r = engine.sendParts(nodeid, msg.lockspace ?? 0, msg.cmd ?? DLM_MSG, body);
+      if (msg.length < DLM_HEADER_LEN || msg.length > DLM_MAX_APP_BUFSIZE)
+        throw new MessageSizeError(msg.length, DLM_MAX_APP_BUFSIZE);
+      const hlen = msg[12]! | (msg[13]! << 8);
+      if (hlen !== msg.length)
+        throw new ConfigError(`raw message h_length ${hlen} does not match its ${msg.length} bytes`);
+      return sender.stage(nodeid, 0, 0, msg, true);
     }
-    if (r === SendResult.Ok) return true;
-    return this.sendFailed(r, nodeid, size, msg instanceof Uint8Array);
+    const body = typeof msg.body === 'string' ? Buffer.from(msg.body) : (msg.body ?? EMPTY);
+    if (DLM_HEADER_LEN + body.length > DLM_MAX_APP_BUFSIZE)
+      throw new MessageSizeError(DLM_HEADER_LEN + body.length, DLM_MAX_APP_BUFSIZE);
+    return sender.stage(nodeid, msg.lockspace ?? 0, msg.cmd ?? DLM_MSG, body, false);
   }
 
-  private sendFailed(r: SendResult, nodeid: number, size: number, raw: boolean): boolean {
-    switch (r) {
-      case SendResult.Backpressure:
-        return false;
-      case SendResult.UnknownNode:
-        if (nodeid === this.nodeid) throw new ConfigError('cannot send to our own nodeid');
-        throw new UnknownNodeError(nodeid);
-      case SendResult.BadSize:
-        if (raw && size >= DLM_HEADER_LEN && size <= DLM_MAX_APP_BUFSIZE)
-          throw new ConfigError('raw message h_length does not match its byte length');
-        throw new MessageSizeError(size, DLM_MAX_APP_BUFSIZE);
-      case SendResult.Closing:
-        throw new StateError(`node ${nodeid} is closing (FIN handshake under way)`);
-      default:
-        throw new StateError(`send() in state '${this.state}'`);
-    }
+  /** Hands what send() staged to the native layer now (it happens at the end of each tick anyway). */
+  flush(): void {
+    this.sender?.flush();
   }
 
   /** Adds a node (or replaces its addresses) while running. */
@@ -301,6 +296,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       throw err;
     }
     const n = this.nodes.require(node.nodeid);
+    this.sender?.flush();
     this.engine?.addNode(n.nodeid, n.addrs, n.mark);
   }
 
@@ -310,8 +306,10 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
    */
   removeNode(nodeid: number): boolean {
     if (nodeid === this.nodeid) throw new ConfigError('cannot remove the local node');
+    this.sender?.flush();
     const had = this.nodes.remove(nodeid);
     this.engine?.removeNode(nodeid);
+    this.sender?.forget(nodeid);
     return had;
   }
 
@@ -322,10 +320,14 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
    */
   resetNode(nodeid: number): boolean {
     if (!this.nodes.has(nodeid)) throw new UnknownNodeError(nodeid);
-    return this.engine?.resetNode(nodeid) ?? false;
+    this.sender?.flush();
+    const r = this.engine?.resetNode(nodeid) ?? false;
+    this.sender?.forget(nodeid);
+    return r;
   }
 
   stats(): LowcommsStats {
+    this.sender?.flush();
     const s = this.engine?.stats();
     return {
       nodeid: this.nodeid,
@@ -346,6 +348,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
    */
   killConnections(nodeid: number): void {
     if (!this.nodes.has(nodeid)) throw new UnknownNodeError(nodeid);
+    this.sender?.flush();
     this.engine?.killConnections(nodeid);
   }
 
@@ -368,6 +371,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     if (this.state === 'closed') return { flushed: true, unacked: {} };
     if (this.state === 'closing') throw new StateError('close() already under way');
     const engine = this.engine;
+    this.sender?.flush();
     this.state = 'closing';
     let flushed = true;
     const unacked: Record<number, number> = {};
@@ -385,6 +389,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       await new Promise<void>((r) => setImmediate(r));
     }
     this.engine = undefined;
+    this.sender = undefined;
     this.state = 'closed';
     for (const q of this.iterators) q.end();
     this.emit('close');

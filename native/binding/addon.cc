@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -169,6 +170,8 @@ class Engine : public Napi::ObjectWrap<Engine> {
                         InstanceMethod<&Engine::Start>("start"),
                         InstanceMethod<&Engine::Send>("send"),
                         InstanceMethod<&Engine::SendParts>("sendParts"),
+                        InstanceMethod<&Engine::Submit>("submit"),
+                        InstanceMethod<&Engine::HeldBytes>("heldBytes"),
                         InstanceMethod<&Engine::Release>("release"),
                         InstanceMethod<&Engine::BeginClose>("beginClose"),
                         InstanceMethod<&Engine::Quiesced>("quiesced"),
@@ -246,6 +249,23 @@ class Engine : public Napi::ObjectWrap<Engine> {
     auto body = info[3].As<Napi::Uint8Array>();
     return Napi::Number::New(info.Env(),
                              engine_->send_parts(nodeid, ls, uint8_t(cmd), body.Data(), body.ByteLength()));
+  }
+  // submit(Uint8Array records, length) -> accepted | -dropped-... (see binding/index.ts)
+  Napi::Value Submit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto buf = info[0].As<Napi::Uint8Array>();
+    const size_t len = std::min<size_t>(buf.ByteLength(), size_t(info[1].As<Napi::Number>().Uint32Value()));
+    const auto r = engine_->submit(buf.Data(), len);
+    if (r.not_running) return Napi::Number::New(env, -1);
+    if (r.dropped == 0) return Napi::Number::New(env, 0);
+    auto o = Napi::Object::New(env);
+    o.Set("dropped", Napi::Number::New(env, double(r.dropped)));
+    o.Set("nodeid", Napi::Number::New(env, r.first_dropped_node));
+    return o;
+  }
+  Napi::Value HeldBytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(engine_->held_bytes(info[0].As<Napi::Number>().Uint32Value(),
+                                                                    size_t(info[1].As<Napi::Number>().Uint32Value()))));
   }
   Napi::Value Release(const Napi::CallbackInfo& info) {
     engine_->release(size_t(info[0].As<Napi::Number>().DoubleValue()));

@@ -125,7 +125,8 @@ void Lowcomms::kick_tx(const ConnPtr& c) {
     std::lock_guard lk(ready_mu_);
     ready_.push_back(c);
   }
-  tx_wake_.signal();
+  // Pairs with tx_main: it announces sleep, then looks at ready_ again.
+  if (tx_sleeping_.exchange(false)) tx_wake_.signal();
 }
 
 void Lowcomms::queue_ack_locked(Connection& c) {
@@ -144,17 +145,42 @@ void Lowcomms::queue_fin_locked(Connection& c) {
   c.wq.track_last(seq, len, true);
 }
 
-int Lowcomms::begin_send(Connection& c, size_t frame_len) {
+int Lowcomms::enqueue_locked(Connection& c, uint32_t lockspace, uint8_t cmd, const uint8_t* body,
+                             size_t body_len, bool enforce_limit, bool* wake) {
+  const size_t inner_len = dlm::kHeaderLen + body_len;
   if (!c.mc.can_send()) return kSendClosing;
-  if (c.wq.held_bytes() + frame_len > cfg_.max_node_bytes) {
+  // The stateless RCOMs travel unwrapped to a 3.2 peer, as the kernel sends them; a 3.1
+  // peer gets every message unwrapped.
+  const bool plain = c.mc.version() == PeerVersion::k31 ||
+                     (cmd == dlm::kRcom && body_len >= 4 && dlm::rcom_is_stateless(dlm::get_le32(body)));
+  const size_t frame_len = plain ? inner_len : inner_len + dlm::kOptsLen;
+  if (enforce_limit && c.wq.held_bytes() + frame_len > cfg_.max_node_bytes) {
     c.backpressured = true;
     c.ctr.backpressure++;
     return kSendBackpressure;
   }
+  const size_t unsent_before = c.wq.unsent_bytes();
   c.mc.on_send();
   // Piggy-back a due ACK in front of the message (same entry, same send).
   if (c.mc.version() == PeerVersion::k32 && c.mc.delivered_unacked() > kSendAckBackThreshold)
     queue_ack_locked(c);
+  uint8_t* p = c.wq.reserve(uint32_t(frame_len));
+  const uint32_t version = c.mc.version() == PeerVersion::k31 ? dlm::kVersion31 : dlm::kVersion32;
+  if (!plain) {
+    const uint32_t seq = c.mc.next_seq();
+    dlm::write_opts(p, seq, cfg_.local_nodeid, uint16_t(inner_len), cmd);
+    c.wq.track_last(seq, uint32_t(frame_len), false);
+    p += dlm::kOptsLen;
+  }
+  dlm::write_header(p, version, lockspace, cfg_.local_nodeid, uint16_t(inner_len), cmd);
+  if (body_len) std::memcpy(p + dlm::kHeaderLen, body, body_len);
+  c.ctr.tx_msgs.fetch_add(1, std::memory_order_relaxed);
+  // Wake the send thread for the first unsent byte only: while bytes are queued it is
+  // already due (flushing, waiting for EPOLLOUT, the connect, or its timer). The delayed
+  // policy also wakes it once min_bytes are queued.
+  const size_t unsent = c.wq.unsent_bytes();
+  *wake |= unsent_before == 0 || (!cfg_.flush.immediate && unsent >= cfg_.flush.min_bytes &&
+                                  unsent_before < cfg_.flush.min_bytes);
   return kSendOk;
 }
 
@@ -167,42 +193,86 @@ int Lowcomms::send(uint32_t nodeid, const uint8_t* msg, size_t len) {
 
 int Lowcomms::send_parts(uint32_t nodeid, uint32_t lockspace, uint8_t cmd, const uint8_t* body,
                          size_t body_len) {
-  const size_t inner_len = dlm::kHeaderLen + body_len;
-  if (inner_len > dlm::kMaxAppBufsize) return kSendBadSize;
+  if (dlm::kHeaderLen + body_len > dlm::kMaxAppBufsize) return kSendBadSize;
   if (!running_ || closing_) return kSendNotRunning;
   ConnPtr c = find(nodeid);
   if (!c || nodeid == cfg_.local_nodeid) return kSendUnknownNode;
-
   bool wake = false;
+  int r;
   {
     std::lock_guard lk(c->mu);
-    // The stateless RCOMs travel unwrapped to a 3.2 peer, as the kernel sends them; a
-    // 3.1 peer gets every message unwrapped.
-    const bool plain = c->mc.version() == PeerVersion::k31 ||
-                       (cmd == dlm::kRcom && body_len >= 4 &&
-                        dlm::rcom_is_stateless(dlm::get_le32(body)));
-    const size_t frame_len = plain ? inner_len : inner_len + dlm::kOptsLen;
-    int r = begin_send(*c, frame_len);
-    if (r != kSendOk) return r;
-    uint8_t* p = c->wq.reserve(uint32_t(frame_len));
-    const uint32_t version = c->mc.version() == PeerVersion::k31 ? dlm::kVersion31 : dlm::kVersion32;
-    if (!plain) {
-      const uint32_t seq = c->mc.next_seq();
-      dlm::write_opts(p, seq, cfg_.local_nodeid, uint16_t(inner_len), cmd);
-      c->wq.track_last(seq, uint32_t(frame_len), false);
-      p += dlm::kOptsLen;
-    }
-    dlm::write_header(p, version, lockspace, cfg_.local_nodeid, uint16_t(inner_len), cmd);
-    if (body_len) std::memcpy(p + dlm::kHeaderLen, body, body_len);
-    c->ctr.tx_msgs.fetch_add(1, std::memory_order_relaxed);
-    // Delayed policy: wake the send thread on the first byte (to arm its timer) and
-    // again once min_bytes are queued; immediate: whenever it is not already due.
-    wake = cfg_.flush.immediate || c->wq.unsent_bytes() == frame_len ||
-           (c->wq.unsent_bytes() >= cfg_.flush.min_bytes &&
-            c->wq.unsent_bytes() - frame_len < cfg_.flush.min_bytes);
+    r = enqueue_locked(*c, lockspace, cmd, body, body_len, true, &wake);
   }
   if (wake) kick_tx(c);
-  return kSendOk;
+  return r;
+}
+
+Lowcomms::SubmitResult Lowcomms::submit(const uint8_t* p, size_t len) {
+  SubmitResult res;
+  if (!running_ || closing_) {
+    res.not_running = true;
+    return res;
+  }
+  ConnPtr c;
+  uint32_t cur = 0;
+  bool wake = false;
+  std::unique_lock<std::mutex> lk;
+  auto done_with_node = [&] {
+    if (lk.owns_lock()) lk.unlock();
+    if (wake && c) kick_tx(c);
+    wake = false;
+  };
+  size_t off = 0;
+  while (len - off >= kStagedRecordHeader) {
+    const uint8_t* r = p + off;
+    const uint32_t nodeid = dlm::get_le32(r);
+    uint32_t lockspace = dlm::get_le32(r + 4);
+    size_t body_len = dlm::get_le16(r + 8);
+    uint8_t cmd = r[10];
+    const bool raw = r[11] & kStagedRaw;
+    const uint8_t* body = r + kStagedRecordHeader;
+    if (body_len > len - off - kStagedRecordHeader) break;  // torn record: caller bug
+    off += kStagedRecordHeader + body_len;
+    if (raw) {
+      // A whole message: header fields come from it; its length was checked by the caller.
+      lockspace = dlm::get_le32(body + dlm::kOffLockspaceOrSeq);
+      cmd = body[dlm::kOffCmd];
+      body += dlm::kHeaderLen;
+      body_len -= dlm::kHeaderLen;
+    }
+    if (nodeid != cur || !c) {
+      done_with_node();
+      cur = nodeid;
+      c = nodeid == cfg_.local_nodeid ? nullptr : find(nodeid);
+      if (c) lk = std::unique_lock<std::mutex>(c->mu);
+    }
+    if (!c || dlm::kHeaderLen + body_len > dlm::kMaxAppBufsize) {
+      res.dropped++;
+      res.first_dropped_node = res.first_dropped_node ? res.first_dropped_node : nodeid;
+      continue;
+    }
+    // The limit was checked by the caller against held_bytes() when staging.
+    if (enqueue_locked(*c, lockspace, cmd, body, body_len, false, &wake) == kSendOk) {
+      res.accepted++;
+    } else {
+      res.dropped++;
+      res.first_dropped_node = res.first_dropped_node ? res.first_dropped_node : nodeid;
+    }
+  }
+  done_with_node();
+  return res;
+}
+
+size_t Lowcomms::held_bytes(uint32_t nodeid, size_t wanted) {
+  ConnPtr c = find(nodeid);
+  if (!c) return 0;
+  std::lock_guard lk(c->mu);
+  const size_t held = c->wq.held_bytes();
+  if (held + wanted > cfg_.max_node_bytes) {
+    c->backpressured = true;  // a drain event is now due
+    c->ctr.backpressure++;
+  }
+  return held;
 }
 
 void Lowcomms::begin_close() {

@@ -31,6 +31,9 @@ enum SendResult : int {
   kSendNotRunning = -4,
 };
 
+constexpr size_t kStagedRecordHeader = 12;
+constexpr uint8_t kStagedRaw = 1;
+
 // Thrown by start() and friends; `code` names the kind for the binding.
 struct EngineError {
   std::string code;   // EADDRINUSE, EPERM, ESOCKTNOSUPPORT, CONFIG, ...
@@ -76,6 +79,20 @@ class Lowcomms {
   // RST; SCTP: ABORT of the association), as a network failure would.
   void kill_connections(uint32_t nodeid);
 
+  // A run of messages staged by the JS thread, each record: le32 nodeid, le32 lockspace,
+  // le16 body length, u8 cmd, u8 flags (kStagedRaw: the body is a whole message), body.
+  // One call moves the whole run into the write queues, one lock per run of a node.
+  struct SubmitResult {
+    size_t accepted = 0;
+    size_t dropped = 0;            // unknown node or node closing: reported by the caller
+    uint32_t first_dropped_node = 0;
+    bool not_running = false;
+  };
+  SubmitResult submit(const uint8_t* records, size_t len);
+  // Queued + unacked bytes of a node, for the caller's limit check; marks the node
+  // backpressured (so that a drain event follows) if `wanted` more would not fit.
+  size_t held_bytes(uint32_t nodeid, size_t wanted);
+
   // JS consumed `bytes` of delivered batches: reading may resume.
   void release(size_t bytes);
 
@@ -103,8 +120,9 @@ class Lowcomms {
   std::vector<ConnPtr> all_connections();
   const std::vector<SockAddr>& local_addrs();
 
-  // Shared by the send paths: room for len bytes, or a SendResult.
-  int begin_send(Connection& c, size_t frame_len);
+  // Frames one application message into c's write queue (under c.mu); a SendResult.
+  int enqueue_locked(Connection& c, uint32_t lockspace, uint8_t cmd, const uint8_t* body,
+                     size_t body_len, bool enforce_limit, bool* wake);
   void kick_tx(const ConnPtr& c);
   // Under c.mu: frames the protocol adds on its own.
   void queue_ack_locked(Connection& c);
@@ -169,6 +187,9 @@ class Lowcomms {
   Wakeup tx_wake_;
   std::mutex ready_mu_;
   std::vector<ConnPtr> ready_;
+  // Set while the send thread is (about to be) in epoll_wait: only then does a kick
+  // need the eventfd. Saves a syscall per send() while the thread is busy anyway.
+  std::atomic<bool> tx_sleeping_{false};
   std::thread tx_thread_;
 
   // Receive thread.

@@ -34,8 +34,14 @@ void Lowcomms::tx_main() {
   while (!stopping_) {
     int64_t now = now_ns();
     const int64_t deadline = tx_next_deadline(now);
-    const int timeout = deadline < 0 ? -1 : int(std::max<int64_t>(0, (deadline - now + kMs - 1) / kMs));
+    int timeout = deadline < 0 ? -1 : int(std::max<int64_t>(0, (deadline - now + kMs - 1) / kMs));
+    tx_sleeping_.store(true);
+    {
+      std::lock_guard lk(ready_mu_);
+      if (!ready_.empty()) timeout = 0;  // a kick raced our announcement: don't sleep
+    }
     const int n = epoll_wait(tx_epoll_.get(), evs, 64, timeout);
+    tx_sleeping_.store(false);
     if (stopping_) break;
     work.clear();
     for (int i = 0; i < n; i++) {
