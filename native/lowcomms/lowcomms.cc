@@ -361,16 +361,27 @@ void Lowcomms::start() {
   tx_epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
   rx_epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
   if (!tx_epoll_ || !rx_epoll_) throw EngineError{"ERRNO", "epoll_create1 failed", errno};
+  try {
+    tx_wake_.open();
+    rx_wake_.open();
+  } catch (const std::system_error& e) {
+    throw EngineError{"ERRNO", e.what(), e.code().value()};
+  }
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = 0;
   epoll_ctl(tx_epoll_.get(), EPOLL_CTL_ADD, tx_wake_.fd(), &ev);
   epoll_ctl(rx_epoll_.get(), EPOLL_CTL_ADD, rx_wake_.fd(), &ev);
 
-  if (cfg_.transport == Transport::kTcp)
-    tcp_listen();
-  else
-    sctp_listen();
+  try {
+    if (cfg_.transport == Transport::kTcp)
+      tcp_listen();
+    else
+      sctp_listen();
+  } catch (...) {
+    close_fds();  // a failed start holds nothing
+    throw;
+  }
 
   running_ = true;
   rx_thread_ = std::thread([this] { rx_main(); });
@@ -394,9 +405,15 @@ void Lowcomms::stop() {
   rx_socks_.clear();
   rx_add_.clear();
   ready_.clear();
+  close_fds();
+}
+
+void Lowcomms::close_fds() {
   listen_fd_.reset();
   tx_epoll_.reset();
   rx_epoll_.reset();
+  tx_wake_.close();
+  rx_wake_.close();
 }
 
 }  // namespace lowcomms

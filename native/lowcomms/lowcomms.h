@@ -130,6 +130,7 @@ class Lowcomms {
   void reset_locked(Connection& c);
   size_t drop_session_locked(Connection& c);
   void emit(Event ev);
+  void close_fds();
 
   // Send thread (threads_tx.cc).
   void tx_main();

@@ -1,0 +1,232 @@
+/**
+ * The public API, a test per call: typed errors, lifecycle (no fd or thread survives
+ * close()), worker_threads, node table changes while running, the three hand-offs.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import { describe, test } from 'node:test';
+import { Worker } from 'node:worker_threads';
+import {
+  AddressInUseError,
+  ConfigError,
+  Lowcomms,
+  MessageSizeError,
+  SctpUnavailableError,
+  StateError,
+  UnknownNodeError,
+  type DlmMessage,
+} from '../lib';
+import { nodeList, startCluster, until } from './helpers/cluster';
+import { sctpAvailable, testPort } from './helpers/transports';
+
+const fds = () => fs.readdirSync('/proc/self/fd').length;
+const threads = () => fs.readdirSync('/proc/self/task').length;
+
+describe('errors are typed', () => {
+  test('bad options are ConfigError', () => {
+    assert.throws(() => new Lowcomms({ nodeid: 1.5, nodes: nodeList(2) }), ConfigError);
+    assert.throws(() => new Lowcomms({ nodeid: 7, nodes: nodeList(2) }), ConfigError);
+    assert.throws(() => new Lowcomms({ nodeid: 1, nodes: nodeList(2), port: 70000 }), ConfigError);
+    assert.throws(
+      () => new Lowcomms({ nodeid: 1, nodes: nodeList(2), transport: 'udp' as 'tcp' }),
+      (e: unknown) => e instanceof ConfigError && e.code === 'ERR_LOWCOMMS_CONFIG',
+    );
+    assert.throws(
+      () => new Lowcomms({ nodeid: 1, nodes: [{ nodeid: 1, addrs: ['127.0.0.1', '127.0.1.1'] }], transport: 'tcp' }),
+      /multi-homed/,
+    );
+    assert.throws(() => new Lowcomms({ nodeid: 1, nodes: nodeList(2), batching: { entryBytes: 100 } }), ConfigError);
+  });
+
+  test('send() before start() and after close() is StateError; start() twice too', async () => {
+    const c = new Lowcomms({ nodeid: 1, nodes: nodeList(2), port: testPort() });
+    assert.throws(() => c.send(2, { body: 'x' }), StateError);
+    await c.start();
+    await assert.rejects(c.start(), StateError);
+    await c.close();
+    assert.throws(() => c.send(2, { body: 'x' }), StateError);
+    assert.deepEqual(await c.close(), { flushed: true, unacked: {} }, 'close() twice is harmless');
+  });
+
+  test('unknown node, own node and over-size messages are refused at send()', async (t) => {
+    const c = new Lowcomms({ nodeid: 1, nodes: nodeList(2), port: testPort() });
+    t.after(() => c.close({ flush: false }));
+    await c.start();
+    assert.throws(() => c.send(9, { body: 'x' }), (e: unknown) => e instanceof UnknownNodeError && e.nodeid === 9);
+    assert.throws(() => c.send(1, { body: 'x' }), ConfigError);
+    assert.throws(() => c.send(2, { body: Buffer.alloc(4072 - 16 + 1) }), MessageSizeError);
+    assert.ok(c.send(2, { body: Buffer.alloc(4072 - 16) }), 'exactly 4072 bytes is fine');
+    assert.throws(() => c.send(2, Buffer.alloc(8)), MessageSizeError);
+    const lying = Buffer.alloc(32);
+    lying.writeUInt16LE(40, 12);
+    assert.throws(() => c.send(2, lying), /h_length/);
+  });
+
+  test('the cluster port in use is AddressInUseError', async (t) => {
+    const port = testPort();
+    const squatter = net.createServer().listen(port, '127.0.0.1');
+    await new Promise((r) => squatter.once('listening', r));
+    t.after(() => squatter.close());
+    const fd0 = fds();
+    const c = new Lowcomms({ nodeid: 1, nodes: nodeList(2), port });
+    await assert.rejects(c.start(), AddressInUseError);
+    assert.equal(fds(), fd0, 'a failed start holds no fd');
+    await assert.rejects(c.start(), AddressInUseError, 'a failed start can be retried');
+  });
+
+  test("transport 'sctp' without kernel SCTP is SctpUnavailableError naming the fix", async (t) => {
+    const c = new Lowcomms({ nodeid: 1, nodes: nodeList(2), port: testPort(), transport: 'sctp' });
+    t.after(() => c.close({ flush: false }));
+    if (sctpAvailable()) {
+      await c.start();
+      assert.equal(c.transport, 'sctp');
+      return;
+    }
+    await assert.rejects(c.start(), (e: unknown) => e instanceof SctpUnavailableError && /uml-run/.test(e.message));
+  });
+
+  test("transport 'detect' picks TCP for single-homed nodes", async (t) => {
+    const c = new Lowcomms({ nodeid: 1, nodes: nodeList(2), port: testPort(), transport: 'detect' });
+    t.after(() => c.close({ flush: false }));
+    await c.start();
+    assert.equal(c.transport, 'tcp');
+  });
+});
+
+describe('lifecycle', () => {
+  test('100 instances opened and closed leave no fd and no thread behind', async () => {
+    // Warm up: the first instance loads the addon and starts libuv's pools.
+    const w = new Lowcomms({ nodeid: 1, nodes: nodeList(2), port: testPort() });
+    await w.start();
+    await w.close();
+    const fd0 = fds();
+    const th0 = threads();
+    const port = testPort();
+    for (let i = 0; i < 100; i++) {
+      const c = new Lowcomms({ nodeid: 1, nodes: nodeList(2), port });
+      await c.start();
+      c.send(2, { body: 'to nobody' }); // makes the send thread try to connect
+      await c.close({ flush: false });
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(fds(), fd0, 'fds');
+    assert.equal(threads(), th0, 'threads');
+  });
+
+  test('works inside worker_threads, and a worker that exits without close() is cleaned up', async () => {
+    const port = testPort();
+    const main = new Lowcomms({ nodeid: 1, nodes: nodeList(2), port });
+    const got: DlmMessage[] = [];
+    main.onMessage((m) => got.push(m));
+    await main.start();
+    const th0 = threads();
+    const src = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      require('tsx/cjs');
+      const { Lowcomms } = require(workerData.lib);
+      (async () => {
+        const c = new Lowcomms({ nodeid: 2, nodes: workerData.nodes, port: workerData.port });
+        await c.start();
+        for (let i = 0; i < 100; i++) c.send(1, { lockspace: i, body: 'from a worker' });
+        parentPort.postMessage('sent');
+        if (workerData.close) await c.close();
+        parentPort.postMessage('done');
+      })();`;
+    for (const close of [true, false]) {
+      got.length = 0;
+      const w = new Worker(src, {
+        eval: true,
+        workerData: { lib: require.resolve('../lib'), nodes: nodeList(2), port, close },
+      });
+      await new Promise<void>((resolve, reject) => {
+        w.on('message', (m) => m === 'done' && resolve());
+        w.on('error', reject);
+      });
+      await until(() => got.length === 100, 10_000, `100 messages from the worker (close=${close})`);
+      await w.terminate(); // without close(): the env cleanup hook stops the threads
+      main.resetNode(2);
+    }
+    await main.close({ flush: false });
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(threads() <= th0, `threads ${threads()} <= ${th0}`);
+  });
+});
+
+describe('node table changes while running', () => {
+  test('addNode(): a node added at run time gets traffic', async (t) => {
+    const port = testPort();
+    const a = new Lowcomms({ nodeid: 1, nodes: nodeList(1), port });
+    const b = new Lowcomms({ nodeid: 2, nodes: nodeList(2), port });
+    t.after(() => Promise.all([a.close({ flush: false }), b.close({ flush: false })]));
+    const got: DlmMessage[] = [];
+    b.onMessage((m) => got.push(m));
+    await a.start();
+    await b.start();
+    assert.throws(() => a.send(2, { body: 'x' }), UnknownNodeError);
+    a.addNode({ nodeid: 2, addrs: ['127.0.0.2'] });
+    assert.ok(a.send(2, { body: 'hello' }));
+    await until(() => got.length === 1, 5000, 'delivery to the added node');
+    assert.equal(got[0]!.body.toString(), 'hello');
+  });
+
+  test("removeNode(): queued messages are dropped and reported by 'dropped'", async (t) => {
+    const cl = await startCluster(t, { n: 2, transport: 'tcp', local: [1] });
+    const n1 = cl.get(1);
+    const dropped: number[] = [];
+    n1.on('dropped', (d) => dropped.push(d.count));
+    for (let i = 0; i < 10; i++) n1.send(2, { body: 'nobody home' });
+    assert.equal(n1.removeNode(2), true);
+    await until(() => dropped.length > 0, 2000, 'dropped event');
+    assert.equal(dropped[0], 10);
+    assert.throws(() => n1.send(2, { body: 'x' }), UnknownNodeError);
+    assert.throws(() => n1.removeNode(1), ConfigError);
+  });
+});
+
+describe('hand-offs', () => {
+  test('onMessage, onBatch and messages() see the same messages; unsubscribe works', async (t) => {
+    const cl = await startCluster(t, { n: 2, transport: 'tcp' });
+    const perMsg: number[] = [];
+    const perBatch: number[] = [];
+    const unsub = cl.get(2).onMessage((m) => perMsg.push(m.lockspace));
+    cl.get(2).onBatch((b) => {
+      for (let i = 0; i < b.length; i++) perBatch.push(b.message(i).lockspace);
+    });
+    const it = cl.get(2).messages();
+    for (let i = 0; i < 1000; i++) cl.get(1).send(2, { lockspace: i, cmd: 1, body: `m${i}` });
+    const viaIter: number[] = [];
+    for await (const m of it) {
+      viaIter.push(m.lockspace);
+      assert.equal(m.nodeid, 1);
+      assert.equal(m.cmd, 1);
+      assert.equal(m.body.toString(), `m${m.lockspace}`);
+      if (viaIter.length === 1000) break;
+    }
+    const want = Array.from({ length: 1000 }, (_, i) => i);
+    assert.deepEqual(viaIter, want);
+    assert.deepEqual(perMsg, want);
+    assert.deepEqual(perBatch, want);
+    unsub();
+    cl.get(1).send(2, { lockspace: 5000 });
+    await until(() => perBatch.length === 1001, 5000, 'one more');
+    assert.equal(perMsg.length, 1000, 'unsubscribed handler not called');
+  });
+
+  test('stats() reports per-node counters and the batching of the hand-off', async (t) => {
+    const cl = await startCluster(t, { n: 2, transport: 'tcp' });
+    let got = 0;
+    cl.get(2).onBatch((b) => (got += b.length));
+    for (let i = 0; i < 5000; i++) cl.get(1).send(2, { lockspace: i, body: 'x' });
+    await until(() => got === 5000, 5000, 'all');
+    const s1 = cl.get(1).stats();
+    const s2 = cl.get(2).stats();
+    assert.equal(s1.nodes.length, 1);
+    assert.equal(s1.nodes[0]!.nodeid, 2);
+    assert.equal(s1.nodes[0]!.txMsgs, 5000);
+    assert.equal(s2.nodes[0]!.rxMsgs, 5000);
+    assert.equal(s1.nodes[0]!.version, '3.2');
+    assert.ok(s2.batches < 5000, `one crossing per batch, not per message (${s2.batches})`);
+    assert.ok(s1.nodes[0]!.txSyscalls < 5000, `coalesced sends (${s1.nodes[0]!.txSyscalls} syscalls)`);
+  });
+});
