@@ -17,7 +17,9 @@ namespace lowcomms {
 namespace {
 constexpr uint64_t kWakeKey = 0;
 constexpr uint64_t kListenKey = 1;
-constexpr size_t kBatchFlushBytes = 256 * 1024;
+// Below glibc's mmap threshold: batch buffers come from (and go back to) the heap.
+constexpr size_t kBatchFlushBytes = 60 * 1024;
+constexpr size_t kBatchReserve = kBatchFlushBytes + 8 * 1024;
 }  // namespace
 
 void Lowcomms::rx_commands() {
@@ -167,7 +169,7 @@ void Lowcomms::rx_flush_batch() {
   gctr_.batches++;
   sink_->deliver(std::move(batch_));
   batch_ = std::make_unique<Batch>();
-  batch_->data.reserve(64 * 1024);
+  batch_->data.reserve(kBatchReserve);
   if (pending > cfg_.max_rx_pending_bytes) {
     rx_paused_ = true;
     gctr_.rx_paused++;
@@ -191,7 +193,7 @@ void Lowcomms::rx_idle_acks() {
 
 void Lowcomms::rx_main() {
   epoll_event evs[64];
-  batch_->data.reserve(64 * 1024);
+  batch_->data.reserve(kBatchReserve);
   while (!stopping_) {
     rx_commands();
     if (rx_paused_) {

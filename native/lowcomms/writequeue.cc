@@ -10,9 +10,21 @@ WriteQueueEntry& WriteQueue::new_entry() {
   WriteQueueEntry e;
   // An entry must hold the largest frame whatever the configured size.
   e.cap = std::max<uint32_t>(entry_bytes_, uint32_t(dlm::kMaxSocketBufsize));
-  e.buf = std::make_unique<uint8_t[]>(e.cap);
+  if (!spare_.empty() && spare_cap_ == e.cap) {
+    e.buf = std::move(spare_.back());  // recycled: no malloc, no page faults
+    spare_.pop_back();
+  } else {
+    e.buf = std::make_unique_for_overwrite<uint8_t[]>(e.cap);  // every byte is written before it is sent
+  }
   entries_.push_back(std::move(e));
   return entries_.back();
+}
+
+void WriteQueue::recycle(WriteQueueEntry&& e) {
+  if (spare_.size() < kSpareEntries) {
+    spare_cap_ = e.cap;
+    spare_.push_back(std::move(e.buf));
+  }
 }
 
 uint8_t* WriteQueue::reserve(uint32_t len) {
@@ -69,6 +81,7 @@ void WriteQueue::trim() {
   // Entries before send_idx_ are fully sent; keep them only while they hold unacked frames.
   while (send_idx_ > 0 && entries_.front().unacked == 0) {
     held_ -= entries_.front().end;
+    recycle(std::move(entries_.front()));
     entries_.pop_front();
     head_id_++;
     send_idx_--;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <vector>
 
 namespace lowcomms {
 
@@ -67,6 +68,9 @@ class WriteQueue {
  private:
   WriteQueueEntry& new_entry();
   void trim();
+  void recycle(WriteQueueEntry&& e);
+
+  static constexpr size_t kSpareEntries = 16;  // freed entry buffers kept for reuse
   WriteQueueEntry& entry(uint64_t id) { return entries_[size_t(id - head_id_)]; }
 
   uint32_t entry_bytes_;
@@ -74,6 +78,8 @@ class WriteQueue {
   uint64_t head_id_ = 0;   // id of entries_.front()
   size_t send_idx_ = 0;    // index of the first entry with unsent bytes (or the tail)
   std::deque<UnackedFrame> unacked_;
+  std::vector<std::unique_ptr<uint8_t[]>> spare_;
+  uint32_t spare_cap_ = 0;
   std::deque<WriteQueueEntry> graveyard_;  // cleared entries a send may still be reading
   uint64_t generation_ = 0;
   size_t unsent_ = 0;      // bytes reserved and not yet sent
