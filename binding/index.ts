@@ -18,6 +18,7 @@ export interface NativeOptions {
   maxNodeBytes: number;
   maxRxPendingBytes: number;
   kernelMinimums: boolean;
+  protocol: '3.1' | '3.2';
   tcpUserTimeoutMs: number;
   connectRetryMaxMs: number;
   ackDelayMs: number;
@@ -117,7 +118,10 @@ export interface NativeEngine {
   heldBytes(nodeid: number, wanted: number): number;
   release(bytes: number): void;
   beginClose(): void;
-  quiesced(): boolean;
+  /** FIN to one node; false if none was due (never talked to, or a 3.1 peer). */
+  beginCloseNode(nodeid: number): boolean;
+  /** No FIN handshake under way and nothing unacked (for all nodes, or one). */
+  quiesced(nodeid?: number): boolean;
   stop(): void;
   stats(): NativeStats;
   ref(): void;

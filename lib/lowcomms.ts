@@ -76,8 +76,14 @@ export interface LowcommsOptions {
     /** Delivered to the application and not yet consumed; past it reading stops. Default 8 MiB. */
     maxRxPendingBytes?: number;
   };
-  /** Enforce the kernel's minimum sizes of DLM_MSG (88) and DLM_RCOM (48) on receive and send. */
+  /** Enforce the kernel's minimum sizes of DLM_MSG (88) and DLM_RCOM (48) on receive. */
   kernelMinimums?: boolean;
+  /**
+   * '3.2' (default): midcomms, sequence numbers, acks, resend after reconnect, FIN.
+   * '3.1': the old protocol, for clusters of 3.1 peers: no wrapper, and messages in
+   * flight when a connection drops are lost.
+   */
+  protocol?: '3.1' | '3.2';
   /** TCP_USER_TIMEOUT: a peer that acks nothing for this long is dead. Default 10000. */
   tcpUserTimeoutMs?: number;
   /** Reconnect backoff cap (the kernel retries every second). Default 1000. */
@@ -170,6 +176,8 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       throw new ConfigError(`local nodeid ${this.nodeid} is not in the node table`);
     if (opts.port !== undefined) positiveInt('port', opts.port, 65535);
     if (opts.mark !== undefined) positiveInt('mark', opts.mark);
+    if (opts.protocol !== undefined && opts.protocol !== '3.1' && opts.protocol !== '3.2')
+      throw new ConfigError(`protocol must be '3.1' or '3.2', got ${String(opts.protocol)}`);
     const t = opts.transport ?? 'tcp';
     if (t !== 'tcp' && t !== 'sctp' && t !== 'detect')
       throw new ConfigError(`transport must be 'tcp', 'sctp' or 'detect', got ${String(t)}`);
@@ -314,6 +322,30 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
   }
 
   /**
+   * Orderly leave of one node: the FIN handshake with it (so everything sent to it is
+   * acked), then removeNode(). After `timeoutMs` the node is removed anyway (the forced
+   * path for a dead or fenced node); what was still unacked is reported.
+   */
+  async closeNode(nodeid: number, opts: { timeoutMs?: number } = {}): Promise<CloseResult> {
+    if (nodeid === this.nodeid) throw new ConfigError('cannot close the local node; use close()');
+    if (!this.nodes.has(nodeid)) throw new UnknownNodeError(nodeid);
+    const engine = this.engine;
+    let flushed = true;
+    const unacked: Record<number, number> = {};
+    if (engine) {
+      this.sender?.flush();
+      engine.beginCloseNode(nodeid);
+      const deadline = Date.now() + (opts.timeoutMs ?? 5000);
+      while (!engine.quiesced(nodeid) && Date.now() < deadline) await sleep(5);
+      const n = engine.stats().nodes.find((s) => s.nodeid === nodeid);
+      if (n && n.unacked > 0) unacked[nodeid] = n.unacked;
+      flushed = engine.quiesced(nodeid) && !unacked[nodeid];
+    }
+    if (this.nodes.has(nodeid)) this.removeNode(nodeid);
+    return { flushed, unacked };
+  }
+
+  /**
    * Forgets a peer's protocol state (sequence numbers, unacked messages) and starts over
    * with it on fresh connections: what a membership manager does when a node restarted
    * without a clean close. Dropped messages are reported by a 'dropped' event.
@@ -426,6 +458,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       maxNodeBytes: o.limits?.maxNodeBytes ?? 16 << 20,
       maxRxPendingBytes: o.limits?.maxRxPendingBytes ?? 8 << 20,
       kernelMinimums: o.kernelMinimums ?? false,
+      protocol: o.protocol ?? '3.2',
       tcpUserTimeoutMs: o.tcpUserTimeoutMs ?? 10_000,
       connectRetryMaxMs: o.connectRetryMaxMs ?? 1000,
       ackDelayMs: o.ackDelayMs ?? 20,

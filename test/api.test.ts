@@ -110,8 +110,9 @@ describe('lifecycle', () => {
       await c.close({ flush: false });
     }
     await new Promise((r) => setTimeout(r, 50));
-    assert.equal(fds(), fd0, 'fds');
-    assert.equal(threads(), th0, 'threads');
+    // Other tests' sockets may still be closing: nothing may be added, fewer is fine.
+    assert.ok(fds() <= fd0, `fds ${fds()} <= ${fd0}`);
+    assert.ok(threads() <= th0, `threads ${threads()} <= ${th0}`);
   });
 
   test('works inside worker_threads, and a worker that exits without close() is cleaned up', async () => {
@@ -181,6 +182,47 @@ describe('node table changes while running', () => {
     assert.equal(dropped[0], 10);
     assert.throws(() => n1.send(2, { body: 'x' }), UnknownNodeError);
     assert.throws(() => n1.removeNode(1), ConfigError);
+  });
+});
+
+describe('closing one node', () => {
+  test('closeNode(): FIN handshake with that node, everything acked, then it is removed', async (t) => {
+    const cl = await startCluster(t, { n: 3, transport: 'tcp' });
+    let got = 0;
+    cl.get(2).onMessage(() => got++);
+    const closed: number[] = [];
+    cl.get(2).on('closed', (e) => closed.push(e.nodeid));
+    for (let i = 0; i < 1000; i++) cl.get(1).send(2, { lockspace: i, body: 'bye soon' });
+    const res = await cl.get(1).closeNode(2);
+    assert.deepEqual(res, { flushed: true, unacked: {} });
+    assert.equal(got, 1000, 'everything sent before closeNode() was delivered');
+    await until(() => closed.includes(1), 2000, "node 2 saw node 1's FIN handshake complete");
+    assert.equal(cl.get(1).nodes.has(2), false);
+    assert.throws(() => cl.get(1).send(2, { body: 'x' }), UnknownNodeError);
+    assert.ok(cl.get(1).send(3, { body: 'others unaffected' }));
+  });
+
+  test('closeNode() of a dead node times out and reports what was unacked', async (t) => {
+    const cl = await startCluster(t, { n: 2, transport: 'tcp', local: [1] });
+    for (let i = 0; i < 20; i++) cl.get(1).send(2, { body: 'lost cause' });
+    const res = await cl.get(1).closeNode(2, { timeoutMs: 300 });
+    assert.equal(res.flushed, false);
+    assert.equal(res.unacked[2], 21, '20 messages and the FIN');
+  });
+});
+
+describe('protocol 3.1', () => {
+  test("protocol '3.1' peers talk without the midcomms wrapper", async (t) => {
+    const cl = await startCluster(t, { n: 2, transport: 'tcp', options: { protocol: '3.1' } });
+    const got: DlmMessage[] = [];
+    cl.get(2).onMessage((m) => got.push(m));
+    for (let i = 0; i < 100; i++) cl.get(1).send(2, { lockspace: i, body: 'old school' });
+    await until(() => got.length === 100, 5000, '100 messages');
+    assert.equal(got[0]!.version, 0x00030001);
+    const s = cl.get(1).stats().nodes[0]!;
+    assert.equal(s.version, '3.1');
+    assert.equal(s.seqSend, 0, 'no sequence numbers');
+    assert.equal(s.unacked, 0, 'nothing kept for resend');
   });
 });
 

@@ -116,6 +116,7 @@ Config parse_config(const Napi::Object& o) {
   c.max_node_bytes = size_t(get_num(o, "maxNodeBytes", double(c.max_node_bytes)));
   c.max_rx_pending_bytes = size_t(get_num(o, "maxRxPendingBytes", double(c.max_rx_pending_bytes)));
   c.kernel_minimums = get_bool(o, "kernelMinimums", false);
+  c.protocol31 = o.Get("protocol").IsString() && o.Get("protocol").ToString().Utf8Value() == "3.1";
   c.tcp_user_timeout_ms = get_u32(o, "tcpUserTimeoutMs", c.tcp_user_timeout_ms);
   c.connect_retry_max_ms = get_u32(o, "connectRetryMaxMs", c.connect_retry_max_ms);
   c.ack_delay_ms = get_u32(o, "ackDelayMs", c.ack_delay_ms);
@@ -175,6 +176,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
                         InstanceMethod<&Engine::Release>("release"),
                         InstanceMethod<&Engine::BeginClose>("beginClose"),
                         InstanceMethod<&Engine::Quiesced>("quiesced"),
+                        InstanceMethod<&Engine::BeginCloseNode>("beginCloseNode"),
                         InstanceMethod<&Engine::Stop>("stop"),
                         InstanceMethod<&Engine::Stats>("stats"),
                         InstanceMethod<&Engine::Ref>("ref"),
@@ -276,7 +278,11 @@ class Engine : public Napi::ObjectWrap<Engine> {
     return info.Env().Undefined();
   }
   Napi::Value Quiesced(const Napi::CallbackInfo& info) {
-    return Napi::Boolean::New(info.Env(), engine_->quiesced());
+    const uint32_t nodeid = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
+    return Napi::Boolean::New(info.Env(), engine_->quiesced(nodeid));
+  }
+  Napi::Value BeginCloseNode(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), engine_->begin_close_node(info[0].As<Napi::Number>().Uint32Value()));
   }
   Napi::Value Stop(const Napi::CallbackInfo& info) {
     shutdown();

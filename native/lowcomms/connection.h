@@ -39,8 +39,9 @@ struct ConnCounters {
 };
 
 struct Connection {
-  Connection(uint32_t id, std::vector<SockAddr> a, uint32_t m, uint32_t entry_bytes)
-      : nodeid(id), addrs(std::move(a)), mark(m), wq(entry_bytes), mc(id) {}
+  Connection(uint32_t id, std::vector<SockAddr> a, uint32_t m, uint32_t entry_bytes,
+             PeerVersion pinned)
+      : nodeid(id), addrs(std::move(a)), mark(m), wq(entry_bytes), mc(id, pinned) {}
 
   const uint32_t nodeid;
   std::vector<SockAddr> addrs;   // guarded by the engine's table lock

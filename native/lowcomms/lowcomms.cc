@@ -48,7 +48,8 @@ void Lowcomms::add_node(uint32_t nodeid, std::vector<SockAddr> addrs, uint32_t m
       slot->addrs = std::move(addrs);
       return;
     }
-    slot = c = std::make_shared<Connection>(nodeid, std::move(addrs), mark, cfg_.entry_bytes);
+    slot = c = std::make_shared<Connection>(nodeid, std::move(addrs), mark, cfg_.entry_bytes,
+                                            cfg_.protocol31 ? PeerVersion::k31 : PeerVersion::kNotSet);
   }
   if (running_ && nodeid != cfg_.local_nodeid) kick_tx(c);
 }
@@ -277,26 +278,34 @@ size_t Lowcomms::held_bytes(uint32_t nodeid, size_t wanted) {
 
 void Lowcomms::begin_close() {
   closing_ = true;
-  for (auto& c : all_connections()) {
-    if (c->nodeid == cfg_.local_nodeid) continue;
-    bool fin;
-    {
-      std::lock_guard lk(c->mu);
-      fin = c->mc.start_close();
-      if (fin) queue_fin_locked(*c);
-    }
-    if (fin) kick_tx(c);
-  }
+  for (auto& c : all_connections())
+    if (c->nodeid != cfg_.local_nodeid) begin_close_node(c->nodeid);
 }
 
-bool Lowcomms::quiesced() {
-  for (auto& c : all_connections()) {
+bool Lowcomms::begin_close_node(uint32_t nodeid) {
+  ConnPtr c = find(nodeid);
+  if (!c) return false;
+  bool fin;
+  {
     std::lock_guard lk(c->mu);
-    const FinState s = c->mc.state();
-    if (s != FinState::kClosed && s != FinState::kEstablished) return false;
-    if (s == FinState::kEstablished && c->mc.version() != PeerVersion::k31 &&
-        c->wq.unacked_frames() > 0)
-      return false;
+    fin = c->mc.start_close();
+    if (fin) queue_fin_locked(*c);
+  }
+  if (fin) kick_tx(c);
+  return fin;
+}
+
+bool Lowcomms::node_quiesced(const Connection& c) const {
+  const FinState s = c.mc.state();
+  if (s != FinState::kClosed && s != FinState::kEstablished) return false;
+  return !(s == FinState::kEstablished && c.mc.version() != PeerVersion::k31 && c.wq.unacked_frames() > 0);
+}
+
+bool Lowcomms::quiesced(uint32_t nodeid) {
+  for (auto& c : all_connections()) {
+    if (nodeid && c->nodeid != nodeid) continue;
+    std::lock_guard lk(c->mu);
+    if (!node_quiesced(*c)) return false;
   }
   return true;
 }

@@ -63,10 +63,13 @@ class Lowcomms {
   bool reset_node(uint32_t nodeid);
 
   void start();   // throws EngineError
-  // Orderly close, step 1: FIN to every established 3.2 node.
+  // Orderly close, step 1: FIN to every established 3.2 node (and refuse new sends).
   void begin_close();
-  // True when no node is still in a FIN handshake and nothing is queued.
-  bool quiesced();
+  // The same for one node (it leaves the cluster); false if no FIN was due.
+  bool begin_close_node(uint32_t nodeid);
+  // True when no node (or just `nodeid`, if non-zero) is in a FIN handshake or holds
+  // unacked messages.
+  bool quiesced(uint32_t nodeid = 0);
   void stop();    // joins both threads; closes every socket
 
   // The application message msg[0..len) (a whole DLM message, header included).
@@ -131,6 +134,7 @@ class Lowcomms {
   size_t drop_session_locked(Connection& c);
   void emit(Event ev);
   void close_fds();
+  bool node_quiesced(const Connection& c) const;
 
   // Send thread (threads_tx.cc).
   void tx_main();

@@ -148,7 +148,7 @@ bool MidcommsNode::start_close() {
 }
 
 void MidcommsNode::reset() {
-  version_ = PeerVersion::kNotSet;
+  version_ = pinned_;
   state_ = FinState::kClosed;
   seq_send_ = 0;
   seq_next_ = 0;

@@ -54,7 +54,10 @@ struct RxVerdict {
 
 class MidcommsNode {
  public:
-  explicit MidcommsNode(uint32_t nodeid) : nodeid_(nodeid) {}
+  // pinned: k31 when this node is configured to speak DLM 3.1 only (no wrapper, no
+  // sequence numbers); kNotSet to detect the peer's version from its first message.
+  explicit MidcommsNode(uint32_t nodeid, PeerVersion pinned = PeerVersion::kNotSet)
+      : nodeid_(nodeid), pinned_(pinned), version_(pinned) {}
 
   // One decoded frame from this peer. `seq_send` is our next sequence number, for
   // sanity-checking acks.
@@ -93,7 +96,8 @@ class MidcommsNode {
   RxVerdict on_fin();
 
   uint32_t nodeid_;
-  PeerVersion version_ = PeerVersion::kNotSet;
+  PeerVersion pinned_;
+  PeerVersion version_;
   FinState state_ = FinState::kClosed;
   uint32_t seq_send_ = 0;
   uint32_t seq_next_ = 0;
