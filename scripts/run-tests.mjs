@@ -36,6 +36,7 @@ function runNodeTests(label, files, env, wrap = []) {
   const args = [
     ...wrap,
     process.execPath,
+    '--expose-gc', // memory figures after a full GC (soak test)
     '--import',
     'tsx',
     '--test',
