@@ -25,9 +25,9 @@ struct Socket {
   bool outgoing = false;
   std::atomic<bool> dead{false};
   std::atomic<bool> abort{false};  // close with RST (fault injection), no FIN first
-  // Receive-thread state: bytes of a message split across reads.
-  std::vector<uint8_t> rxbuf;
-  size_t rxlen = 0;
+  // Receive-thread state: the start of a message split across reads (the kernel's
+  // rx_leftover_buf): under 4096 bytes, since a whole message is at most 4096.
+  std::vector<uint8_t> leftover;
 };
 
 struct ConnCounters {

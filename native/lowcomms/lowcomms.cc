@@ -289,7 +289,11 @@ bool Lowcomms::begin_close_node(uint32_t nodeid) {
   {
     std::lock_guard lk(c->mu);
     fin = c->mc.start_close();
-    if (fin) queue_fin_locked(*c);
+    if (fin) {
+      // Ack what we delivered first: the peer can then free it before the handshake.
+      if (c->mc.delivered_unacked() > 0) queue_ack_locked(*c);
+      queue_fin_locked(*c);
+    }
   }
   if (fin) kick_tx(c);
   return fin;
@@ -298,7 +302,10 @@ bool Lowcomms::begin_close_node(uint32_t nodeid) {
 bool Lowcomms::node_quiesced(const Connection& c) const {
   const FinState s = c.mc.state();
   if (s != FinState::kClosed && s != FinState::kEstablished) return false;
-  return !(s == FinState::kEstablished && c.mc.version() != PeerVersion::k31 && c.wq.unacked_frames() > 0);
+  if (s == FinState::kEstablished && c.mc.version() != PeerVersion::k31 && c.wq.unacked_frames() > 0)
+    return false;
+  // The handshake's last ACK (or a 3.1 peer's messages) must be on the wire too.
+  return !c.wq.has_unsent();
 }
 
 bool Lowcomms::quiesced(uint32_t nodeid) {

@@ -214,6 +214,7 @@ class Lowcomms {
   bool rx_paused_ = false;
   bool rx_ack_due_ = false;   // some node has deliveries not yet acked
   std::vector<uint8_t> sctp_buf_;
+  std::vector<uint8_t> rx_buf_;   // the receive thread's read buffer (TCP)
   std::thread rx_thread_;
 
   GlobalCounters gctr_;

@@ -216,6 +216,8 @@ void Lowcomms::rx_main() {
     }
     for (int i = 0; i < n; i++) {
       const uint64_t key = evs[i].data.u64;
+      // Over the limit: read nothing more this round (the events stay pending).
+      if (rx_paused_ && key != kWakeKey) continue;
       if (key == kWakeKey) {
         rx_wake_.drain();
       } else if (key == kListenKey) {

@@ -262,7 +262,7 @@ void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
 }
 
 void Lowcomms::sctp_read() {
-  for (int round = 0; round < 64; round++) {
+  for (int round = 0; round < 64 && !rx_paused_; round++) {
     iovec iov{sctp_buf_.data(), sctp_buf_.size()};
     char cbuf[CMSG_SPACE(sizeof(sctp_rcvinfo))];
     sockaddr_storage from{};

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <cerrno>
 #include <cstring>
+#include "dlm/wire.h"
 #include "lowcomms/lowcomms.h"
 
 namespace lowcomms {
@@ -101,23 +102,26 @@ void Lowcomms::tcp_accept() {
 }
 
 void Lowcomms::tcp_read(const std::shared_ptr<Socket>& s) {
-  if (s->rxbuf.empty()) s->rxbuf.resize(kRxBufBytes + 4096);
-  for (int i = 0; i < kReadsPerEvent; i++) {
-    const ssize_t r = ::recv(s->fd.get(), s->rxbuf.data() + s->rxlen, s->rxbuf.size() - s->rxlen,
-                             MSG_DONTWAIT);
+  // One read buffer for the thread; a socket keeps only its partial message between reads.
+  if (rx_buf_.empty()) rx_buf_.resize(kRxBufBytes + dlm::kMaxSocketBufsize);
+  uint8_t* buf = rx_buf_.data();
+  for (int i = 0; i < kReadsPerEvent && !rx_paused_; i++) {
+    const size_t left = s->leftover.size();
+    if (left) std::memcpy(buf, s->leftover.data(), left);
+    const ssize_t r = ::recv(s->fd.get(), buf + left, rx_buf_.size() - left, MSG_DONTWAIT);
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
     if (r <= 0) {
       rx_drop_socket(s->id, true);
       return;
     }
-    s->rxlen += size_t(r);
     ConnPtr c = find(s->nodeid);
     if (!c) {
       rx_drop_socket(s->id, false);
       return;
     }
+    const size_t have = left + size_t(r);
     size_t consumed = 0;
-    if (!rx_process(*c, s->rxbuf.data(), s->rxlen, &consumed)) {
+    if (!rx_process(*c, buf, have, &consumed)) {
       // A length outside [16, 4096]: the stream cannot be resynchronised (§1.6 rule 2).
       c->ctr.bad_frames++;
       emit(Event{"error", c->nodeid, "malformed frame (bad length): connection closed",
@@ -125,9 +129,8 @@ void Lowcomms::tcp_read(const std::shared_ptr<Socket>& s) {
       rx_drop_socket(s->id, true);
       return;
     }
-    s->rxlen -= consumed;
-    if (s->rxlen) std::memmove(s->rxbuf.data(), s->rxbuf.data() + consumed, s->rxlen);
-    if (size_t(r) < s->rxbuf.size() / 2) return;  // drained for now
+    s->leftover.assign(buf + consumed, buf + have);
+    if (size_t(r) < kRxBufBytes / 2) return;  // drained for now
   }
 }
 

@@ -29,6 +29,8 @@ async function main(): Promise<void> {
   // Everyone must have everything before anyone closes: wait until our peers acked us.
   while (Date.now() < deadline && comms.stats().nodes.some((s) => s.unacked > 0))
     await new Promise((r) => setTimeout(r, 10));
+  if (comms.stats().nodes.some((s) => s.unacked > 0))
+    console.error(`node ${a.nodeid}: still unacked at the deadline: ${JSON.stringify(comms.stats())}`);
   const res = await comms.close();
   process.stdout.write(
     JSON.stringify({ nodeid: a.nodeid, received: ck.received, errors: ck.errors, flushed: res.flushed }) + '\n',
