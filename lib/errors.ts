@@ -6,6 +6,7 @@ export type LowcommsErrorCode =
   | 'ERR_LOWCOMMS_CONFIG'
   | 'ERR_LOWCOMMS_UNKNOWN_NODE'
   | 'ERR_LOWCOMMS_MSG_SIZE'
+  | 'ERR_LOWCOMMS_MESSAGE'
   | 'ERR_LOWCOMMS_STATE'
   | 'ERR_LOWCOMMS_SCTP_UNAVAILABLE'
   | 'ERR_LOWCOMMS_PERMISSION'
@@ -47,6 +48,16 @@ export class MessageSizeError extends LowcommsError {
     super('ERR_LOWCOMMS_MSG_SIZE', `${what} of ${size} bytes is outside the limit (max ${limit})`);
     this.size = size;
     this.limit = limit;
+  }
+}
+
+/**
+ * An outgoing message the wire cannot carry: a command other than DLM_MSG/DLM_RCOM (a
+ * receiver drops those), or a raw message whose h_length disagrees with its size.
+ */
+export class MessageError extends LowcommsError {
+  constructor(message: string) {
+    super('ERR_LOWCOMMS_MESSAGE', message);
   }
 }
 

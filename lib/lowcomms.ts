@@ -11,11 +11,12 @@ import {
   type NativeNodeStats,
   type NativeOptions,
 } from '../binding';
-import { DLM_DEFAULT_PORT, DLM_HEADER_LEN, DLM_MAX_APP_BUFSIZE, DLM_MSG } from './dlm';
+import { DLM_DEFAULT_PORT, DLM_HEADER_LEN, DLM_MAX_APP_BUFSIZE, DLM_MSG, DLM_RCOM } from './dlm';
 import {
   AddressInUseError,
   ConfigError,
   LowcommsError,
+  MessageError,
   MessageSizeError,
   NativeError,
   PeerError,
@@ -282,13 +283,16 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
         throw new MessageSizeError(msg.length, DLM_MAX_APP_BUFSIZE);
       const hlen = msg[12]! | (msg[13]! << 8);
       if (hlen !== msg.length)
-        throw new ConfigError(`raw message h_length ${hlen} does not match its ${msg.length} bytes`);
+        throw new MessageError(`raw message h_length ${hlen} does not match its ${msg.length} bytes`);
+      checkCmd(msg[14]!);
       return sender.stage(nodeid, 0, 0, msg, true);
     }
     const body = typeof msg.body === 'string' ? Buffer.from(msg.body) : (msg.body ?? EMPTY);
     if (DLM_HEADER_LEN + body.length > DLM_MAX_APP_BUFSIZE)
       throw new MessageSizeError(DLM_HEADER_LEN + body.length, DLM_MAX_APP_BUFSIZE);
-    return sender.stage(nodeid, msg.lockspace ?? 0, msg.cmd ?? DLM_MSG, body, false);
+    const cmd = msg.cmd ?? DLM_MSG;
+    checkCmd(cmd);
+    return sender.stage(nodeid, msg.lockspace ?? 0, cmd, body, false);
   }
 
   /** Hands what send() staged to the native layer now (it happens at the end of each tick anyway). */
@@ -616,6 +620,12 @@ class BatchQueue implements AsyncIterableIterator<DlmMessage> {
   [Symbol.asyncIterator](): this {
     return this;
   }
+}
+
+/** The receive rules (kernel-dlm.md §1.6) deliver DLM_MSG and DLM_RCOM only. */
+function checkCmd(cmd: number): void {
+  if (cmd !== DLM_MSG && cmd !== DLM_RCOM)
+    throw new MessageError(`h_cmd ${cmd}: only DLM_MSG (1) and DLM_RCOM (2) carry application messages`);
 }
 
 function remove<T>(arr: T[], item: T): void {

@@ -11,6 +11,7 @@ import {
   AddressInUseError,
   ConfigError,
   Lowcomms,
+  MessageError,
   MessageSizeError,
   SctpUnavailableError,
   StateError,
@@ -60,7 +61,8 @@ describe('errors are typed', () => {
     assert.throws(() => c.send(2, Buffer.alloc(8)), MessageSizeError);
     const lying = Buffer.alloc(32);
     lying.writeUInt16LE(40, 12);
-    assert.throws(() => c.send(2, lying), /h_length/);
+    assert.throws(() => c.send(2, lying), (e: unknown) => e instanceof MessageError && /h_length/.test(e.message));
+    assert.throws(() => c.send(2, { cmd: 7, body: 'x' }), MessageError, 'a receiver would drop cmd 7');
   });
 
   test('the cluster port in use is AddressInUseError', async (t) => {

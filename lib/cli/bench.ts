@@ -1,0 +1,313 @@
+/**
+ * `lowcomms bench`: a local two-node cluster (node processes on 127.0.0.1 and .2) per
+ * transport, measuring throughput into a JS handler, ping-pong latency and CPU per
+ * message across sizes and batching policies, with the baselines measured in the same
+ * run. SCTP runs natively when the kernel has it; otherwise the bench re-runs itself
+ * inside user-mode-linux, with TCP measured in the same guest so the ratio is fair.
+ */
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadBinding } from '../../binding';
+import type { LowcommsOptions, TransportName } from '../lowcomms';
+import { netbenchConcat, rawtcp, rawtcpPath, type BaselineResult } from './baselines';
+import type { NodeRequest, PingReport, SinkReport, StreamReport } from './bench-node';
+
+export type Batching = 'default' | 'immediate';
+
+export interface BenchOptions {
+  sizes: number[];
+  transports: TransportName[];
+  batchings: Batching[];
+  seconds: number;
+  pings: number;
+  nodes: number;
+  uml: boolean;
+  baselines: boolean;
+  /** Inside the guest: no progress bar, results to a file. */
+  inner: boolean;
+}
+
+export interface BenchRun {
+  transport: TransportName;
+  kernel: 'host' | 'uml';
+  size: number;
+  nodes: number;
+  batching: Batching;
+  msgsPerSec: number;
+  mbPerSec: number;
+  rttP50Us: number;
+  rttP99Us: number;
+  rttP999Us: number;
+  cpuNsPerMsg: number;
+  verified: boolean;
+  messages: number;
+  seconds: number;
+  error?: string;
+}
+
+export interface BenchBaseline {
+  name: 'netbench-concat' | 'rawtcp';
+  size: number;
+  msgsPerSec: number;
+  kernel: 'host' | 'uml';
+}
+
+export interface BenchResult {
+  host: Record<string, unknown>;
+  settings: Record<string, unknown>;
+  runs: BenchRun[];
+  baselines: BenchBaseline[];
+}
+
+export interface Progress {
+  start(total: number): void;
+  step(label: string): void;
+  stop(): void;
+}
+
+/** The SCTP settings every run uses (lib/lowcomms.ts defaults), printed with the results. */
+export const SCTP_SETTINGS =
+  'SO_SNDBUF/SO_RCVBUF 4 MiB, SCTP_NODELAY on, delayed SACK: kernel default, ' +
+  '64 KiB write-queue entries (one SCTP message each), RTO 100..1000 ms';
+
+export function packageRoot(): string {
+  let dir = __dirname;
+  for (let i = 0; i < 5; i++) {
+    if (fs.existsSync(path.join(dir, 'CMakeLists.txt')) && fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    dir = path.dirname(dir);
+  }
+  throw new Error('lowcomms package root not found');
+}
+
+const children = new Set<ChildProcess>();
+export function killChildren(): void {
+  for (const c of children) c.kill('SIGKILL');
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/** A bench node process and a request/reply channel to it. */
+class NodeProc {
+  private readonly proc: ChildProcess;
+  private next = 1;
+  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+
+  constructor(main: string) {
+    this.proc = fork(main, ['__bench-node'], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    children.add(this.proc);
+    this.proc.on('message', (m: { id: number; body?: unknown; error?: string }) => {
+      const w = this.waiting.get(m.id);
+      if (!w) return;
+      this.waiting.delete(m.id);
+      if (m.error) w.reject(new Error(m.error));
+      else w.resolve(m.body);
+    });
+    this.proc.on('exit', (code) => {
+      children.delete(this.proc);
+      for (const w of this.waiting.values()) w.reject(new Error(`bench node exited (${code})`));
+      this.waiting.clear();
+    });
+  }
+
+  call<T>(req: DistributiveOmit<NodeRequest, 'id'>, timeoutMs = 120_000): Promise<T> {
+    const id = this.next++;
+    return new Promise<T>((resolve, reject) => {
+      const t = setTimeout(() => {
+        this.waiting.delete(id);
+        reject(new Error(`bench node: ${req.cmd} timed out`));
+      }, timeoutMs);
+      this.waiting.set(id, {
+        resolve: (v) => {
+          clearTimeout(t);
+          resolve(v as T);
+        },
+        reject: (e) => {
+          clearTimeout(t);
+          reject(e);
+        },
+      });
+      this.proc.send({ ...req, id });
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.call({ cmd: 'close' }, 10_000).catch(() => undefined);
+    this.proc.kill('SIGKILL');
+  }
+}
+
+const pct = (sorted: number[], p: number) =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]! : 0;
+
+async function benchTransport(
+  main: string,
+  transport: TransportName,
+  kernel: 'host' | 'uml',
+  o: BenchOptions,
+  progress: Progress,
+): Promise<BenchRun[]> {
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const nodes = [
+    { nodeid: 1, addrs: ['127.0.0.1'] },
+    { nodeid: 2, addrs: ['127.0.0.2'] },
+  ];
+  const base: Omit<LowcommsOptions, 'nodeid'> = { nodes, transport, port };
+  const src = new NodeProc(main);
+  const sink = new NodeProc(main);
+  const runs: BenchRun[] = [];
+  try {
+    await sink.call({ cmd: 'init', options: { ...base, nodeid: 2 } });
+    await src.call({ cmd: 'init', options: { ...base, nodeid: 1 } });
+    for (const size of o.sizes) {
+      progress.step(`${transport} (${kernel}) ${size} B ping-pong`);
+      const ping = await src.call<PingReport>({ cmd: 'ping', size, count: o.pings, seconds: Math.max(1, o.seconds) });
+      for (const batching of o.batchings) {
+        progress.step(`${transport} (${kernel}) ${size} B ${batching}`);
+        await sink.call({ cmd: 'expect' });
+        const st = await src.call<StreamReport>({ cmd: 'stream', size, seconds: o.seconds, immediate: batching === 'immediate' });
+        // Wait for the tail to land (bounded).
+        let rep = await sink.call<SinkReport>({ cmd: 'report' });
+        const deadline = Date.now() + 60_000;
+        while (rep.received < st.sent && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 50));
+          rep = await sink.call<SinkReport>({ cmd: 'report' });
+        }
+        const verified = rep.received === st.sent && rep.errors === 0;
+        const secs = rep.seconds > 0 ? rep.seconds : o.seconds;
+        const run: BenchRun = {
+          transport,
+          kernel,
+          size,
+          nodes: 2,
+          batching,
+          msgsPerSec: Math.round(rep.received / secs),
+          mbPerSec: Number(((rep.received * size) / secs / 1e6).toFixed(1)),
+          rttP50Us: Math.round(pct(ping.rttUs, 50)),
+          rttP99Us: Math.round(pct(ping.rttUs, 99)),
+          rttP999Us: Math.round(pct(ping.rttUs, 99.9)),
+          cpuNsPerMsg: rep.received ? Math.round(((st.cpuUs + rep.cpuUs) * 1000) / rep.received) : 0,
+          verified,
+          messages: rep.received,
+          seconds: Number(secs.toFixed(3)),
+        };
+        if (!verified)
+          run.error = `sent ${st.sent}, received ${rep.received}, order errors ${rep.errors}${rep.firstError ? ` (${rep.firstError})` : ''}`;
+        runs.push(run);
+      }
+    }
+  } finally {
+    await Promise.all([src.close(), sink.close()]);
+  }
+  return runs;
+}
+
+async function runBaselines(o: BenchOptions, kernel: 'host' | 'uml', progress: Progress, counts: Map<number, number>): Promise<BenchBaseline[]> {
+  const out: BenchBaseline[] = [];
+  const bin = rawtcpPath(packageRoot());
+  for (const appSize of o.sizes) {
+    // As many messages as lowcomms moved in its run, within reason.
+    const count = Math.max(20_000, Math.min(counts.get(appSize) ?? 200_000, 5_000_000));
+    // The largest DLM message (4072 + the 24-byte wrapper) is a 4096-byte frame: "4 KiB".
+    const size = appSize === 4072 ? 4096 : appSize;
+    progress.step(`baseline netbench-concat ${size} B`);
+    const nb: BaselineResult = await netbenchConcat(size, count);
+    out.push({ name: nb.name, size, msgsPerSec: Math.round(nb.msgsPerSec), kernel });
+    if (bin) {
+      progress.step(`baseline rawtcp ${size} B`);
+      const rt = await rawtcp(bin, size, count);
+      out.push({ name: rt.name, size, msgsPerSec: Math.round(rt.msgsPerSec), kernel });
+    }
+  }
+  return out;
+}
+
+/** Runs in user-mode-linux: this same bench, inner mode, results through a file. */
+function runInUml(o: BenchOptions, transports: TransportName[], progress: Progress, main: string): Promise<BenchResult> {
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'lowcomms-bench-uml-')), 'result.json');
+  const args = [
+    'scripts/uml-run.sh',
+    '--timeout',
+    String(600 + 60 * o.sizes.length * o.batchings.length * transports.length * Math.max(1, o.seconds)),
+    '--',
+    process.execPath,
+    ...process.execArgv,
+    main,
+    'bench',
+    '--inner',
+    '--json',
+    out,
+    '--transports',
+    transports.join(','),
+    '--sizes',
+    o.sizes.join(','),
+    '--batching',
+    o.batchings.join(','),
+    '--duration',
+    String(o.seconds),
+    '--pings',
+    String(Math.max(50, Math.floor(o.pings / 4))),
+    ...(o.baselines ? [] : ['--no-baselines']),
+  ];
+  progress.step(`user-mode-linux: ${transports.join(' + ')} (boots a guest; SCTP and TCP in the same kernel)`);
+  return new Promise((resolve, reject) => {
+    const p = spawn('bash', args, { cwd: packageRoot(), stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(p);
+    let log = '';
+    p.stdout.on('data', (d: Buffer) => (log += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    p.on('exit', (code) => {
+      children.delete(p);
+      if (code !== 0 || !fs.existsSync(out)) return reject(new Error(`bench in user-mode-linux failed (exit ${code}):\n${log.slice(-2000)}`));
+      resolve(JSON.parse(fs.readFileSync(out, 'utf8')) as BenchResult);
+    });
+  });
+}
+
+export async function runBench(o: BenchOptions, progress: Progress, main: string): Promise<BenchResult> {
+  const kernel: 'host' | 'uml' = process.env.LOWCOMMS_UML === '1' ? 'uml' : 'host';
+  const hostSctp = loadBinding().sctpAvailable(4).ok;
+  const local = o.transports.filter((t) => t === 'tcp' || hostSctp);
+  const wantUml = !o.inner && o.uml && !hostSctp && o.transports.includes('sctp');
+  const perTransport = o.sizes.length * (o.batchings.length + 1);
+  progress.start(local.length * perTransport + (o.baselines ? o.sizes.length * 2 : 0) + (wantUml ? 1 : 0));
+
+  const result: BenchResult = {
+    host: {
+      kernel: os.release(),
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model ?? '?',
+      memGiB: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+      sctp: hostSctp ? 'native' : wantUml ? 'user-mode-linux' : 'unavailable',
+      date: new Date().toISOString(),
+    },
+    settings: {
+      seconds: o.seconds,
+      pings: o.pings,
+      sctp: SCTP_SETTINGS,
+      batching: {
+        default: "library default: flush 'immediate' after each tick's send() run (staged, coalesced)",
+        immediate: 'flush() after every send(): one native submit per message',
+      },
+      midcomms: '3.2 (sequence numbers, acks) on',
+    },
+    runs: [],
+    baselines: [],
+  };
+  for (const t of local) result.runs.push(...(await benchTransport(main, t, kernel, o, progress)));
+  if (o.baselines) {
+    const counts = new Map<number, number>();
+    for (const r of result.runs) counts.set(r.size, Math.max(counts.get(r.size) ?? 0, r.messages));
+    result.baselines.push(...(await runBaselines(o, kernel, progress, counts)));
+  }
+  if (wantUml) {
+    const inner = await runInUml(o, ['tcp', 'sctp'], progress, main);
+    result.runs.push(...inner.runs);
+    result.baselines.push(...inner.baselines);
+    result.host.uml = inner.host;
+  }
+  progress.stop();
+  return result;
+}

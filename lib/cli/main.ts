@@ -1,0 +1,190 @@
+#!/usr/bin/env node
+/**
+ * The `lowcomms` command: bench (the package's main job from a shell), status and ping.
+ */
+import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import cliProgress from 'cli-progress';
+import type { TransportName } from '../lowcomms';
+import { killChildren, runBench, SCTP_SETTINGS, type Batching, type BenchOptions, type Progress } from './bench';
+import { benchNodeMain } from './bench-node';
+import { renderHtml, renderTable } from './report';
+import { runStatus, STATUS_DEFAULT_PORT } from './status';
+
+const USAGE = `usage: lowcomms <command> [options]
+
+commands:
+  bench             SCTP vs TCP through the lowcomms API, with node:net and C baselines
+  status CONFIG     reachability of every node of a corosync.conf or JSON node table
+  ping CONFIG       the same, with --count connect-time samples per address
+  help              this text
+
+bench options:
+  --quick               small matrix, under a minute (64 and 4072 bytes, short runs)
+  --duration S          seconds per throughput run (default 3; --quick 1)
+  --sizes LIST          message sizes in bytes, 16..4072 (default 64,256,1024,4072)
+  --transports LIST     tcp,sctp (default both; SCTP in user-mode-linux if the kernel lacks it)
+  --batching LIST       default,immediate (default both)
+  --nodes N             cluster size (2: one sender, one receiver; more is not implemented yet)
+  --pings N             ping-pong round trips per size (default 2000)
+  --json FILE           write every figure as JSON
+  --html FILE           write a self-contained page with charts
+  --no-uml              skip SCTP when the kernel has none, instead of using user-mode-linux
+  --no-baselines        skip the node:net and C baselines
+
+status/ping options:
+  --port P (default 21064)   --timeout MS (default 1000)   --count N (ping: 5)   --json
+`;
+
+function list(v: string | undefined, def: string[]): string[] {
+  return v ? v.split(',').map((s) => s.trim()).filter(Boolean) : def;
+}
+
+function fail(msg: string): never {
+  console.error(`lowcomms: ${msg}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+function progressBar(enabled: boolean): Progress {
+  if (!enabled) return { start() {}, step() {}, stop() {} };
+  const bar = new cliProgress.SingleBar(
+    { format: ' {bar} {value}/{total} | ETA {eta_formatted} | {label}', hideCursor: true, etaBuffer: 4, clearOnComplete: false },
+    cliProgress.Presets.shades_classic,
+  );
+  let done = -1;
+  return {
+    start: (total) => bar.start(total, 0, { label: 'starting' }),
+    step: (label) => {
+      done++;
+      bar.update(Math.max(done, 0), { label });
+    },
+    stop: () => {
+      bar.update(bar.getTotal(), { label: 'done' });
+      bar.stop();
+    },
+  };
+}
+
+async function bench(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean' },
+      duration: { type: 'string' },
+      sizes: { type: 'string' },
+      transports: { type: 'string' },
+      batching: { type: 'string' },
+      nodes: { type: 'string' },
+      pings: { type: 'string' },
+      json: { type: 'string' },
+      html: { type: 'string' },
+      'no-uml': { type: 'boolean' },
+      'no-baselines': { type: 'boolean' },
+      inner: { type: 'boolean' },
+    },
+  });
+  const quick = values.quick ?? false;
+  const sizes = list(values.sizes, quick ? ['64', '4072'] : ['64', '256', '1024', '4072']).map(Number);
+  for (const s of sizes) if (!Number.isInteger(s) || s < 16 || s > 4072) fail(`bad size ${s}: 16..4072`);
+  const transports = list(values.transports, ['tcp', 'sctp']) as TransportName[];
+  for (const t of transports) if (t !== 'tcp' && t !== 'sctp') fail(`bad transport ${t}`);
+  const batchings = list(values.batching, quick ? ['default'] : ['default', 'immediate']) as Batching[];
+  for (const b of batchings) if (b !== 'default' && b !== 'immediate') fail(`bad batching ${b}`);
+  const nodes = Number(values.nodes ?? 2);
+  if (nodes !== 2) fail('--nodes: only 2 (one sender, one receiver) is implemented');
+  const o: BenchOptions = {
+    sizes,
+    transports,
+    batchings,
+    seconds: Number(values.duration ?? (quick ? 1 : 3)),
+    pings: Number(values.pings ?? (quick ? 500 : 2000)),
+    nodes,
+    uml: !values['no-uml'],
+    baselines: !values['no-baselines'],
+    inner: values.inner ?? false,
+  };
+  if (!(o.seconds > 0 && o.seconds <= 600)) fail('--duration must be 0..600 seconds');
+  const interactive = !o.inner && process.stderr.isTTY === true;
+  if (!o.inner) console.error(`lowcomms bench: ${sizes.join(',')} B x ${transports.join('+')} x ${batchings.join('+')}, ${o.seconds} s per run`);
+  const result = await runBench(o, progressBar(interactive), __filename);
+  if (values.json) fs.writeFileSync(values.json, JSON.stringify(result, null, 2));
+  if (o.inner) return 0;
+  console.log(renderTable(result));
+  console.log(`SCTP settings: ${SCTP_SETTINGS}`);
+  if (result.host.sctp === 'user-mode-linux')
+    console.log('SCTP ran in user-mode-linux (this kernel has none), with TCP in the same guest: compare uml figures with uml figures.');
+  if (values.html) {
+    fs.writeFileSync(values.html, await renderHtml(result));
+    console.log(`wrote ${values.html}`);
+  }
+  if (values.json) console.log(`wrote ${values.json}`);
+  const bad = result.runs.filter((r) => !r.verified);
+  if (bad.length) {
+    console.error(`${bad.length} run(s) failed verification`);
+    return 1;
+  }
+  return 0;
+}
+
+async function status(argv: string[], ping: boolean): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      port: { type: 'string' },
+      timeout: { type: 'string' },
+      count: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  });
+  const config = positionals[0];
+  if (!config) fail(`${ping ? 'ping' : 'status'} needs a CONFIG (corosync.conf or JSON node table)`);
+  return runStatus({
+    config,
+    port: Number(values.port ?? STATUS_DEFAULT_PORT),
+    timeoutMs: Number(values.timeout ?? 1000),
+    count: Number(values.count ?? (ping ? 5 : 1)),
+    json: values.json ?? false,
+  });
+}
+
+async function main(): Promise<void> {
+  const [cmd, ...rest] = process.argv.slice(2);
+  if (cmd === '__bench-node') return benchNodeMain();
+  const stop = () => {
+    killChildren();
+    process.exit(130);
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  let code: number;
+  try {
+    switch (cmd) {
+      case 'bench':
+        code = await bench(rest);
+        break;
+      case 'status':
+        code = await status(rest, false);
+        break;
+      case 'ping':
+        code = await status(rest, true);
+        break;
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        console.log(USAGE);
+        code = cmd === undefined ? 2 : 0;
+        break;
+      default:
+        fail(`unknown command '${cmd}'`);
+    }
+  } catch (err) {
+    killChildren();
+    console.error(`lowcomms ${cmd}: ${(err as Error).message}`);
+    code = 1;
+  }
+  process.exit(code);
+}
+
+void main();

@@ -1,0 +1,112 @@
+/**
+ * What a person sees after `lowcomms bench`: a terminal table (cli-table3) with every
+ * run as a ratio to the baselines and SCTP against TCP in the same kernel, and an
+ * offline HTML page with vega-lite charts rendered to inline SVG.
+ */
+import Table from 'cli-table3';
+import type { BenchResult, BenchRun } from './bench';
+
+const fmt = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : String(n));
+const ratio = (a: number, b: number | undefined) => (b ? `${(a / b).toFixed(2)}x` : '-');
+
+function baselineOf(r: BenchResult, name: string, run: BenchRun): number | undefined {
+  // rawtcp/netbench frame 16..65535; a 4072-byte DLM message is compared with 4096.
+  return r.baselines.find((b) => b.name === name && b.kernel === run.kernel && Math.abs(b.size - run.size) <= 24)?.msgsPerSec;
+}
+
+function tcpTwin(r: BenchResult, run: BenchRun): BenchRun | undefined {
+  return r.runs.find((x) => x.transport === 'tcp' && x.kernel === run.kernel && x.size === run.size && x.batching === run.batching);
+}
+
+export function renderTable(r: BenchResult): string {
+  const t = new Table({
+    head: ['transport', 'kernel', 'size', 'batching', 'msgs/s', 'MB/s', 'rtt p50/p99/p99.9 µs', 'cpu ns/msg', 'vs netbench', 'vs rawtcp', 'sctp/tcp', 'verified'],
+    style: { head: [], border: [] },
+  });
+  for (const run of r.runs) {
+    const twin = run.transport === 'sctp' ? tcpTwin(r, run) : undefined;
+    t.push([
+      run.transport,
+      run.kernel,
+      run.size,
+      run.batching,
+      fmt(run.msgsPerSec),
+      run.mbPerSec,
+      `${run.rttP50Us}/${run.rttP99Us}/${run.rttP999Us}`,
+      run.cpuNsPerMsg,
+      ratio(run.msgsPerSec, baselineOf(r, 'netbench-concat', run)),
+      ratio(run.msgsPerSec, baselineOf(r, 'rawtcp', run)),
+      twin ? ratio(run.msgsPerSec, twin.msgsPerSec) : '',
+      run.verified ? 'yes' : `NO: ${run.error ?? ''}`,
+    ]);
+  }
+  const b = new Table({ head: ['baseline', 'kernel', 'size', 'msgs/s'], style: { head: [], border: [] } });
+  for (const x of r.baselines) b.push([x.name, x.kernel, x.size, fmt(x.msgsPerSec)]);
+  return `${t.toString()}\n${r.baselines.length ? b.toString() : ''}`;
+}
+
+async function svg(spec: object): Promise<string> {
+  // vega and vega-lite are ES modules (top-level await): load them dynamically.
+  const vl = await import('vega-lite');
+  const vega = await import('vega');
+  const compiled = vl.compile(spec as Parameters<typeof vl.compile>[0]).spec;
+  const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
+  return view.toSVG();
+}
+
+export async function renderHtml(r: BenchResult): Promise<string> {
+  const series = (run: BenchRun) => `${run.transport} (${run.kernel}, ${run.batching})`;
+  const thr = r.runs.map((run) => ({ series: series(run), size: String(run.size), msgsPerSec: run.msgsPerSec }));
+  for (const b of r.baselines) thr.push({ series: `${b.name} (${b.kernel})`, size: String(b.size), msgsPerSec: b.msgsPerSec });
+  const lat = r.runs
+    .filter((run) => run.batching === 'default')
+    .flatMap((run) => [
+      { series: `${run.transport} (${run.kernel})`, size: String(run.size), percentile: 'p50', us: run.rttP50Us },
+      { series: `${run.transport} (${run.kernel})`, size: String(run.size), percentile: 'p99', us: run.rttP99Us },
+      { series: `${run.transport} (${run.kernel})`, size: String(run.size), percentile: 'p99.9', us: run.rttP999Us },
+    ]);
+  const throughput = await svg({
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: 'Throughput into a JS handler (messages/s, log scale)',
+    width: 520,
+    height: 300,
+    data: { values: thr },
+    mark: 'bar',
+    encoding: {
+      x: { field: 'size', type: 'ordinal', title: 'message size (bytes)' },
+      xOffset: { field: 'series' },
+      y: { field: 'msgsPerSec', type: 'quantitative', scale: { type: 'log' }, title: 'messages/s' },
+      color: { field: 'series', type: 'nominal', title: null },
+    },
+  });
+  const latency = await svg({
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: 'Ping-pong round trip (µs)',
+    width: 520,
+    height: 300,
+    data: { values: lat },
+    mark: 'bar',
+    encoding: {
+      x: { field: 'size', type: 'ordinal', title: 'message size (bytes)' },
+      xOffset: { field: 'percentile', sort: ['p50', 'p99', 'p99.9'] },
+      y: { field: 'us', type: 'quantitative', title: 'µs' },
+      color: { field: 'percentile', type: 'nominal' },
+      column: { field: 'series', type: 'nominal', title: null },
+    },
+  });
+  const esc = (s: string) => s.replace(/[&<>]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[c]!);
+  return `<!doctype html>
+<html><head><meta charset="utf-8"><title>lowcomms bench</title>
+<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}</style>
+</head><body>
+<h1>lowcomms bench</h1>
+<p>${esc(String(r.host.date))} on ${esc(String(r.host.cpuModel))} (${r.host.cpus} CPUs, kernel ${esc(String(r.host.kernel))}, Node ${esc(String(r.host.node))}); SCTP: ${esc(String(r.host.sctp))}.</p>
+<p>SCTP settings: ${esc(String(r.settings.sctp))}. Figures from user-mode-linux compare only with each other (every syscall is slower there).</p>
+${throughput}
+${latency}
+<h2>All figures</h2>
+<pre>${esc(renderTable(r).replace(/\u001b\[[0-9;]*m/g, ''))}</pre>
+<details><summary>JSON</summary><pre>${esc(JSON.stringify(r, null, 2))}</pre></details>
+</body></html>
+`;
+}
