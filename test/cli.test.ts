@@ -1,0 +1,77 @@
+/**
+ * The `lowcomms` command: bench produces verified figures in the documented JSON schema
+ * and an offline HTML page; status reports reachability with the right exit status.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { Lowcomms } from '../lib';
+import { nodeList } from './helpers/cluster';
+import { testPort } from './helpers/transports';
+
+const main = path.join(__dirname, '..', 'lib', 'cli', 'main.ts');
+const cli = (args: string[]) =>
+  spawnSync(process.execPath, ['--import', 'tsx', main, ...args], { encoding: 'utf8', timeout: 120_000 });
+
+test('bench --quick (TCP) writes verified runs and baselines in the JSON schema, and an HTML page', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcomms-cli-'));
+  try {
+    const json = path.join(dir, 'b.json');
+    const html = path.join(dir, 'b.html');
+    const r = cli(['bench', '--quick', '--transports', 'tcp', '--sizes', '64,4072', '--duration', '0.5', '--pings', '100', '--json', json, '--html', html]);
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /vs netbench/);
+    const res = JSON.parse(fs.readFileSync(json, 'utf8')) as {
+      host: object;
+      runs: Array<Record<string, unknown>>;
+      baselines: Array<Record<string, unknown>>;
+    };
+    assert.ok(res.host);
+    assert.equal(res.runs.length, 2);
+    for (const run of res.runs) {
+      for (const k of ['transport', 'kernel', 'size', 'nodes', 'batching', 'msgsPerSec', 'mbPerSec', 'rttP50Us', 'rttP99Us', 'cpuNsPerMsg', 'verified'])
+        assert.ok(k in run, `run has ${k}`);
+      assert.equal(run.verified, true);
+      assert.equal(run.transport, 'tcp');
+      assert.equal(run.kernel, 'host');
+      assert.ok((run.msgsPerSec as number) > 0);
+    }
+    assert.ok(res.baselines.some((b) => b.name === 'netbench-concat'));
+    const page = fs.readFileSync(html, 'utf8');
+    assert.ok(page.includes('<svg') && !/<script[^>]+src=/.test(page), 'charts inline, nothing fetched');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('status: exit 0 when every node answers, 1 when one does not', async (t) => {
+  const port = testPort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcomms-cli-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const conf = path.join(dir, 'nodes.json');
+  fs.writeFileSync(conf, JSON.stringify({ nodes: nodeList(2) }));
+  const a = new Lowcomms({ nodeid: 1, nodes: nodeList(2), port });
+  const b = new Lowcomms({ nodeid: 2, nodes: nodeList(2), port });
+  await a.start();
+  await b.start();
+  const spawnAsync = (args: string[]) =>
+    new Promise<{ status: number | null; stdout: string }>((resolve) => {
+      const p = spawn(process.execPath, ['--import', 'tsx', main, ...args]);
+      let stdout = '';
+      p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      p.on('exit', (status) => resolve({ status, stdout }));
+    });
+  const up = await spawnAsync(['status', conf, '--port', String(port)]);
+  assert.equal(up.status, 0, up.stdout);
+  assert.match(up.stdout, /every node is reachable/);
+  await b.close({ flush: false });
+  const down = await spawnAsync(['ping', conf, '--port', String(port), '--count', '2', '--json']);
+  assert.equal(down.status, 1, down.stdout);
+  const rep = JSON.parse(down.stdout) as { nodes: Array<{ nodeid: number; reachable: boolean; addrs: Array<{ state: string }> }> };
+  assert.equal(rep.nodes.find((n) => n.nodeid === 2)!.addrs[0]!.state, 'refused');
+  assert.equal(rep.nodes.find((n) => n.nodeid === 1)!.reachable, true);
+  await a.close({ flush: false });
+});
