@@ -94,6 +94,20 @@ if (!only || only === 'net' || only === 'uml') {
   }
 }
 
+// Fuzzing: each libFuzzer target for a bounded time (LOWCOMMS_FUZZ_SECONDS, default 60).
+if (!only || only === 'fuzz') {
+  const seconds = process.env.LOWCOMMS_FUZZ_SECONDS ?? '60';
+  const res = { pass: 0, fail: 0, skipped: 0, todo: 0 };
+  for (const target of ['stream', 'writequeue']) {
+    console.log(`\n=== fuzz ${target}: ${seconds} s ===`);
+    const r = spawnSync('bash', ['scripts/fuzz.sh', seconds, target], { stdio: 'inherit' });
+    if (r.status === 0) res.pass++;
+    else res.fail++;
+  }
+  console.log(`=== fuzz: ${res.pass} passed, ${res.fail} failed ===`);
+  results.push(res);
+}
+
 const total = results.reduce(
   (a, r) => ({ pass: a.pass + r.pass, fail: a.fail + r.fail, skipped: a.skipped + r.skipped }),
   { pass: 0, fail: 0, skipped: 0 },

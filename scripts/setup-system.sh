@@ -14,6 +14,8 @@ packages=(
 	# scripts/uml-run.sh: the UML kernel and its modules, modprobe/depmod,
 	# ip (lo, netns, veth), setpriv/mount, tail/mktemp
 	user-mode-linux kmod iproute2 util-linux coreutils
+	# scripts/fuzz.sh: libFuzzer with ASan/UBSan
+	clang libclang-rt-14-dev
 )
 
 check_only=0
