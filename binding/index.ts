@@ -155,7 +155,9 @@ let cached: NativeBinding | undefined;
 export function loadBinding(): NativeBinding {
   if (cached) return cached;
   try {
-    cached = load(packageRoot()) as NativeBinding;
+    // LOWCOMMS_ADDON_PATH: a specific build, e.g. the sanitizer build (scripts/test-asan.sh).
+    const override = process.env.LOWCOMMS_ADDON_PATH;
+    cached = (override ? require(path.resolve(override)) : load(packageRoot())) as NativeBinding;
   } catch (err) {
     throw new LoadError(
       'the lowcomms native addon is not built for this platform: run `npm run build:native` ' +

@@ -197,7 +197,8 @@ describe('closing one node', () => {
     for (let i = 0; i < 1000; i++) cl.get(1).send(2, { lockspace: i, body: 'bye soon' });
     const res = await cl.get(1).closeNode(2);
     assert.deepEqual(res, { flushed: true, unacked: {} });
-    assert.equal(got, 1000, 'everything sent before closeNode() was delivered');
+    // Acked means handed to node 2's application queue; its handler runs on its next turn.
+    await until(() => got === 1000, 2000, 'everything sent before closeNode() delivered');
     await until(() => closed.includes(1), 2000, "node 2 saw node 1's FIN handshake complete");
     assert.equal(cl.get(1).nodes.has(2), false);
     assert.throws(() => cl.get(1).send(2, { body: 'x' }), UnknownNodeError);

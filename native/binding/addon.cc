@@ -20,18 +20,18 @@ namespace {
 class JsSink : public Sink {
  public:
   JsSink(Napi::Env env, Napi::Function on_batch, Napi::Function on_event) {
-    batch_tsfn_ = Napi::ThreadSafeFunction::New(env, on_batch, "lowcomms.batch", 0, 1);
-    event_tsfn_ = Napi::ThreadSafeFunction::New(env, on_event, "lowcomms.event", 0, 1);
+    batch_tsfn_ = BatchTsfn::New(env, on_batch, "lowcomms.batch", 0, 1);
+    event_tsfn_ = EventTsfn::New(env, on_event, "lowcomms.event", 0, 1);
   }
 
   void deliver(std::unique_ptr<Batch> batch) override {
     Batch* raw = batch.release();
-    if (batch_tsfn_.NonBlockingCall(raw, &JsSink::call_batch) != napi_ok) delete raw;
+    if (batch_tsfn_.NonBlockingCall(raw) != napi_ok) delete raw;
   }
 
   void event(Event ev) override {
     auto* raw = new Event(std::move(ev));
-    if (event_tsfn_.NonBlockingCall(raw, &JsSink::call_event) != napi_ok) delete raw;
+    if (event_tsfn_.NonBlockingCall(raw) != napi_ok) delete raw;
   }
 
   // After the engine's threads are joined: queued calls still run, then the functions go.
@@ -51,9 +51,11 @@ class JsSink : public Sink {
   }
 
  private:
-  static void call_batch(Napi::Env env, Napi::Function fn, Batch* b) {
+  // Typed thread-safe functions hand us every queued item, even when the environment is
+  // going away (env null): that is where its memory is freed.
+  static void call_batch(Napi::Env env, Napi::Function fn, std::nullptr_t*, Batch* b) {
     std::unique_ptr<Batch> owned(b);
-    if (!env) return;  // environment going away: drop
+    if (!env || !b) return;  // environment going away: drop
     const size_t count = owned->index.size();
     auto index = Napi::Uint32Array::New(env, count);
     if (count) std::memcpy(index.Data(), owned->index.data(), count * sizeof(uint32_t));
@@ -64,23 +66,35 @@ class JsSink : public Sink {
                                           [](Napi::Env, uint8_t*, Batch* p) { delete p; },
                                           owned.get());
     owned.release();
-    fn.Call({buf, index});
+    deliver_call(fn, {buf, index});
   }
 
-  static void call_event(Napi::Env env, Napi::Function fn, Event* e) {
+  // A handler's exception goes back to JavaScript as an uncaught exception, as any
+  // callback's would; while a worker is being terminated there is nothing to throw to.
+  static void deliver_call(Napi::Function fn, const std::initializer_list<napi_value>& args) {
+    try {
+      fn.Call(args);
+    } catch (const Napi::Error& e) {
+      e.ThrowAsJavaScriptException();
+    }
+  }
+
+  static void call_event(Napi::Env env, Napi::Function fn, std::nullptr_t*, Event* e) {
     std::unique_ptr<Event> owned(e);
-    if (!env) return;
+    if (!env || !e) return;
     auto o = Napi::Object::New(env);
     o.Set("type", owned->type);
     o.Set("nodeid", Napi::Number::New(env, owned->nodeid));
     o.Set("detail", owned->detail);
     o.Set("code", owned->code);
     o.Set("value", Napi::Number::New(env, double(owned->value)));
-    fn.Call({o});
+    deliver_call(fn, {o});
   }
 
-  Napi::ThreadSafeFunction batch_tsfn_;
-  Napi::ThreadSafeFunction event_tsfn_;
+  using BatchTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, Batch, &JsSink::call_batch>;
+  using EventTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, Event, &JsSink::call_event>;
+  BatchTsfn batch_tsfn_;
+  EventTsfn event_tsfn_;
   std::once_flag released_;
 };
 
