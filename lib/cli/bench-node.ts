@@ -13,7 +13,7 @@ export type NodeRequest =
   | { id: number; cmd: 'init'; options: LowcommsOptions }
   | { id: number; cmd: 'expect' }
   | { id: number; cmd: 'report' }
-  | { id: number; cmd: 'stream'; size: number; seconds: number; immediate: boolean }
+  | { id: number; cmd: 'stream'; to: number; size: number; seconds: number; immediate: boolean }
   | { id: number; cmd: 'ping'; size: number; count: number; seconds: number }
   | { id: number; cmd: 'close' };
 
@@ -42,8 +42,8 @@ const cpuUs = () => {
 
 export async function benchNodeMain(): Promise<void> {
   let comms: Lowcomms | undefined;
-  // Sink state.
-  let expected = 0;
+  // Sink state: the next sequence number expected from each sender.
+  const expected = new Map<number, number>();
   let received = 0;
   let errors = 0;
   let firstError: string | undefined;
@@ -73,11 +73,13 @@ export async function benchNodeMain(): Promise<void> {
                 continue;
               }
               const seq = d.readUInt32LE(off + 4);
-              if (seq !== expected) {
+              const from = idx[i]!;
+              const want = expected.get(from) ?? 0;
+              if (seq !== want) {
                 errors++;
-                firstError ??= `expected ${expected}, got ${seq}`;
+                firstError ??= `from node ${from}: expected ${want}, got ${seq}`;
               }
-              expected = seq + 1;
+              expected.set(from, seq + 1);
               received++;
             }
             if (!firstAt) firstAt = now;
@@ -88,7 +90,7 @@ export async function benchNodeMain(): Promise<void> {
           return;
         }
         case 'expect':
-          expected = 0;
+          expected.clear();
           received = 0;
           errors = 0;
           firstError = undefined;
@@ -112,7 +114,7 @@ export async function benchNodeMain(): Promise<void> {
           while (performance.now() < end) {
             // A slice of sends, then a turn of the event loop (drain events, batches).
             for (let k = 0; k < 4096; k++) {
-              if (!c.send(2, { lockspace: seq, cmd: 1, body })) break;
+              if (!c.send(req.to, { lockspace: seq, cmd: 1, body })) break;
               seq++;
               if (req.immediate) c.flush();
             }

@@ -149,56 +149,66 @@ async function benchTransport(
   progress: Progress,
 ): Promise<BenchRun[]> {
   const port = 20000 + Math.floor(Math.random() * 20000);
-  const nodes = [
-    { nodeid: 1, addrs: ['127.0.0.1'] },
-    { nodeid: 2, addrs: ['127.0.0.2'] },
-  ];
+  // Node i on 127.0.0.i. Two nodes: 1 streams to 2 (what the baselines do). More: each
+  // streams to the next one round a ring, so every node both sends and receives.
+  const n = o.nodes;
+  const nodes = Array.from({ length: n }, (_, i) => ({ nodeid: i + 1, addrs: [`127.0.0.${i + 1}`] }));
   const base: Omit<LowcommsOptions, 'nodeid'> = { nodes, transport, port };
-  const src = new NodeProc(main);
-  const sink = new NodeProc(main);
+  const procs = nodes.map(() => new NodeProc(main));
   const runs: BenchRun[] = [];
   try {
-    await sink.call({ cmd: 'init', options: { ...base, nodeid: 2 } });
-    await src.call({ cmd: 'init', options: { ...base, nodeid: 1 } });
+    for (let i = n - 1; i >= 0; i--) await procs[i]!.call({ cmd: 'init', options: { ...base, nodeid: i + 1 } });
     for (const size of o.sizes) {
       progress.step(`${transport} (${kernel}) ${size} B ping-pong`);
-      const ping = await src.call<PingReport>({ cmd: 'ping', size, count: o.pings, seconds: Math.max(1, o.seconds) });
+      const ping = await procs[0]!.call<PingReport>({ cmd: 'ping', size, count: o.pings, seconds: Math.max(1, o.seconds) });
       for (const batching of o.batchings) {
         progress.step(`${transport} (${kernel}) ${size} B ${batching}`);
-        await sink.call({ cmd: 'expect' });
-        const st = await src.call<StreamReport>({ cmd: 'stream', size, seconds: o.seconds, immediate: batching === 'immediate' });
-        // Wait for the tail to land (bounded).
-        let rep = await sink.call<SinkReport>({ cmd: 'report' });
+        await Promise.all(procs.map((p) => p.call({ cmd: 'expect' })));
+        const senders = n === 2 ? procs.slice(0, 1) : procs;
+        const streams = await Promise.all(
+          senders.map((p, i) =>
+            p.call<StreamReport>({ cmd: 'stream', to: ((i + 1) % n) + 1, size, seconds: o.seconds, immediate: batching === 'immediate' }),
+          ),
+        );
+        const sent = streams.reduce((a, st) => a + st.sent, 0);
+        // Wait for the tails to land (bounded).
+        const reports = async () => Promise.all(procs.map((p) => p.call<SinkReport>({ cmd: 'report' })));
+        let reps = await reports();
         const deadline = Date.now() + 60_000;
-        while (rep.received < st.sent && Date.now() < deadline) {
+        while (reps.reduce((a, r) => a + r.received, 0) < sent && Date.now() < deadline) {
           await new Promise((r) => setTimeout(r, 50));
-          rep = await sink.call<SinkReport>({ cmd: 'report' });
+          reps = await reports();
         }
-        const verified = rep.received === st.sent && rep.errors === 0;
-        const secs = rep.seconds > 0 ? rep.seconds : o.seconds;
+        const received = reps.reduce((a, r) => a + r.received, 0);
+        const errors = reps.reduce((a, r) => a + r.errors, 0);
+        const verified = received === sent && errors === 0;
+        const secs = Math.max(...reps.map((r) => r.seconds)) || o.seconds;
+        const cpuUs = streams.reduce((a, st) => a + st.cpuUs, 0) + reps.reduce((a, r) => a + r.cpuUs, 0);
         const run: BenchRun = {
           transport,
           kernel,
           size,
-          nodes: 2,
+          nodes: n,
           batching,
-          msgsPerSec: Math.round(rep.received / secs),
-          mbPerSec: Number(((rep.received * size) / secs / 1e6).toFixed(1)),
+          msgsPerSec: Math.round(received / secs),
+          mbPerSec: Number(((received * size) / secs / 1e6).toFixed(1)),
           rttP50Us: Math.round(pct(ping.rttUs, 50)),
           rttP99Us: Math.round(pct(ping.rttUs, 99)),
           rttP999Us: Math.round(pct(ping.rttUs, 99.9)),
-          cpuNsPerMsg: rep.received ? Math.round(((st.cpuUs + rep.cpuUs) * 1000) / rep.received) : 0,
+          cpuNsPerMsg: received ? Math.round((cpuUs * 1000) / received) : 0,
           verified,
-          messages: rep.received,
+          messages: received,
           seconds: Number(secs.toFixed(3)),
         };
-        if (!verified)
-          run.error = `sent ${st.sent}, received ${rep.received}, order errors ${rep.errors}${rep.firstError ? ` (${rep.firstError})` : ''}`;
+        if (!verified) {
+          const first = reps.find((r) => r.firstError)?.firstError;
+          run.error = `sent ${sent}, received ${received}, order errors ${errors}${first ? ` (${first})` : ''}`;
+        }
         runs.push(run);
       }
     }
   } finally {
-    await Promise.all([src.close(), sink.close()]);
+    await Promise.all(procs.map((p) => p.close()));
   }
   return runs;
 }
