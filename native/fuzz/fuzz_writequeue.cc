@@ -25,7 +25,7 @@ struct Input {
 
 // Every unsent byte, in order.
 std::vector<uint8_t> unsent_bytes(WriteQueue& wq) {
-  std::vector<iovec> iov(4096);
+  static std::vector<iovec> iov(4096);  // reused: the fuzzer calls this often
   uint64_t gen;
   const int n = wq.gather(iov.data(), int(iov.size()), SIZE_MAX, &gen);
   std::vector<uint8_t> out;

@@ -1,6 +1,8 @@
 #include "lowcomms/lowcomms.h"
 
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <cerrno>
 #include <algorithm>
 #include <cstring>
 #include "dlm/wire.h"
@@ -14,6 +16,21 @@ Lowcomms::Lowcomms(Config cfg, std::shared_ptr<Sink> sink)
 Lowcomms::~Lowcomms() { stop(); }
 
 void Lowcomms::emit(Event ev) { sink_->event(std::move(ev)); }
+
+EngineError Lowcomms::bind_error(const SockAddr& a, int e) const {
+  return EngineError{e == EADDRINUSE ? "EADDRINUSE" : e == EADDRNOTAVAIL ? "EADDRNOTAVAIL" : "ERRNO",
+                     "bind " + addr_to_string(a.sa()) + " port " + std::to_string(cfg_.port) + ": " +
+                         std::strerror(e),
+                     e};
+}
+
+void Lowcomms::apply_mark(int fd, uint32_t mark) {
+  // The node's own mark, else the cluster's (as configfs: a node's mark starts as the cluster's).
+  if (!cfg_.has_mark && mark == 0) return;
+  const uint32_t m = mark ? mark : cfg_.mark;
+  if (::setsockopt(fd, SOL_SOCKET, SO_MARK, &m, sizeof m) != 0 && errno == EPERM)
+    throw EngineError{"EPERM", "SO_MARK needs the CAP_NET_ADMIN capability", EPERM};
+}
 
 Lowcomms::ConnPtr Lowcomms::find(uint32_t nodeid) {
   std::shared_lock lk(table_mu_);

@@ -134,6 +134,9 @@ class Lowcomms {
   size_t drop_session_locked(Connection& c);
   void emit(Event ev);
   void close_fds();
+  EngineError bind_error(const SockAddr& a, int err) const;
+  // SO_MARK: the node's mark, else the cluster's; EPERM names the capability.
+  void apply_mark(int fd, uint32_t mark);
   bool node_quiesced(const Connection& c) const;
 
   // Send thread (threads_tx.cc).
@@ -163,7 +166,6 @@ class Lowcomms {
   bool tcp_connect(const ConnPtr& c, int* err);
   bool tcp_connect_done(const ConnPtr& c, int* err);
   void tcp_flush(const ConnPtr& c);
-  void tcp_apply_mark(int fd, uint32_t mark);
 
   // SCTP (transport_sctp.cc).
   void sctp_listen();

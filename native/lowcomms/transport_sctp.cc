@@ -106,9 +106,7 @@ void Lowcomms::sctp_listen() {
     if (::setsockopt(fd.get(), SOL_SOCKET, force, &iv, sizeof iv) != 0)
       ::setsockopt(fd.get(), SOL_SOCKET, plain, &iv, sizeof iv);
   }
-  if (cfg_.has_mark && ::setsockopt(fd.get(), SOL_SOCKET, SO_MARK, &cfg_.mark, sizeof cfg_.mark) != 0 &&
-      errno == EPERM)
-    throw EngineError{"EPERM", "SO_MARK needs the CAP_NET_ADMIN capability", EPERM};
+  apply_mark(fd.get(), 0);
   set_opt(fd.get(), SCTP_NODELAY, one);
   set_opt(fd.get(), SCTP_RECVRCVINFO, one);
   for (uint16_t type : {uint16_t(SCTP_ASSOC_CHANGE), uint16_t(SCTP_PEER_ADDR_CHANGE),
@@ -127,13 +125,7 @@ void Lowcomms::sctp_listen() {
   im.sinit_max_init_timeo = cfg_.sctp.init_max_timeo_ms;
   set_opt(fd.get(), SCTP_INITMSG, im);
 
-  if (::bind(fd.get(), la.sa(), la.len) != 0) {
-    const int e = errno;
-    throw EngineError{e == EADDRINUSE ? "EADDRINUSE" : e == EADDRNOTAVAIL ? "EADDRNOTAVAIL" : "ERRNO",
-                      "bind " + addr_to_string(la.sa()) + " port " + std::to_string(cfg_.port) +
-                          ": " + std::strerror(e),
-                      e};
-  }
+  if (::bind(fd.get(), la.sa(), la.len) != 0) throw bind_error(la, errno);
   for (size_t i = 1; i < local_.size(); i++) {
     if (::setsockopt(fd.get(), SOL_SCTP, SCTP_SOCKOPT_BINDX_ADD, local_[i].sa(), local_[i].len) != 0) {
       const int e = errno;

@@ -22,27 +22,14 @@ constexpr int kReadsPerEvent = 4;
 void set_int(int fd, int level, int opt, int v) { ::setsockopt(fd, level, opt, &v, sizeof v); }
 }  // namespace
 
-void Lowcomms::tcp_apply_mark(int fd, uint32_t mark) {
-  if (!cfg_.has_mark && mark == 0) return;
-  const uint32_t m = mark ? mark : cfg_.mark;
-  if (::setsockopt(fd, SOL_SOCKET, SO_MARK, &m, sizeof m) != 0 && errno == EPERM)
-    throw EngineError{"EPERM", "SO_MARK needs the CAP_NET_ADMIN capability", EPERM};
-}
-
 void Lowcomms::tcp_listen() {
   const SockAddr& la = local_[0];
   UniqueFd fd(::socket(la.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) throw EngineError{"ERRNO", std::string("socket: ") + std::strerror(errno), errno};
   set_int(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1);
   set_int(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1);
-  tcp_apply_mark(fd.get(), 0);
-  if (::bind(fd.get(), la.sa(), la.len) != 0) {
-    const int e = errno;
-    throw EngineError{e == EADDRINUSE ? "EADDRINUSE" : e == EADDRNOTAVAIL ? "EADDRNOTAVAIL" : "ERRNO",
-                      "bind " + addr_to_string(la.sa()) + " port " + std::to_string(cfg_.port) +
-                          ": " + std::strerror(e),
-                      e};
-  }
+  apply_mark(fd.get(), 0);
+  if (::bind(fd.get(), la.sa(), la.len) != 0) throw bind_error(la, errno);
   if (::listen(fd.get(), 128) != 0)
     throw EngineError{"ERRNO", std::string("listen: ") + std::strerror(errno), errno};
   sockaddr_storage ss{};
@@ -76,7 +63,7 @@ void Lowcomms::tcp_accept() {
     set_int(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1);
     set_int(fd.get(), IPPROTO_TCP, TCP_USER_TIMEOUT, int(cfg_.tcp_user_timeout_ms));
     try {
-      tcp_apply_mark(fd.get(), c ? c->mark : 0);
+      apply_mark(fd.get(), c ? c->mark : 0);
     } catch (const EngineError&) {
       // Checked at listen time already; a failure here only loses the mark.
     }
@@ -152,7 +139,7 @@ bool Lowcomms::tcp_connect(const ConnPtr& c, int* err) {
   set_int(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1);
   set_int(fd.get(), IPPROTO_TCP, TCP_USER_TIMEOUT, int(cfg_.tcp_user_timeout_ms));
   try {
-    tcp_apply_mark(fd.get(), c->mark);
+    apply_mark(fd.get(), c->mark);
   } catch (const EngineError&) {
   }
   // Bind the local node's address, port 0, so the peer sees the address it knows us by.
