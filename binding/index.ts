@@ -19,6 +19,8 @@ export interface NativeOptions {
   maxRxPendingBytes: number;
   kernelMinimums: boolean;
   protocol: '3.1' | '3.2';
+  /** Peer authentication handshake on every connection (TCP). */
+  auth: boolean;
   tcpUserTimeoutMs: number;
   connectRetryMaxMs: number;
   ackDelayMs: number;
@@ -84,6 +86,7 @@ export interface NativeNodeStats {
 export interface NativeStats {
   rejected: number;
   accepts: number;
+  authFailures: number;
   batches: number;
   rxPaused: number;
   rxPendingBytes: number;
@@ -127,6 +130,8 @@ export interface NativeEngine {
   ref(): void;
   unref(): void;
   killConnections(nodeid: number): void;
+  /** The answer to an 'auth' event: our PROOF and the one expected from the peer. */
+  authReply(socketId: number, proof: Uint8Array, expected: Uint8Array): void;
 }
 
 export type BatchCallback = (data: Buffer, index: Uint32Array) => void;

@@ -3,6 +3,7 @@
  * policy (transport choice, batching, limits) and hands received messages to the
  * application; every byte on the wire is produced and consumed by the native threads.
  */
+import { createHmac } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
   loadBinding,
@@ -88,6 +89,13 @@ export interface LowcommsOptions {
    * flight when a connection drops are lost.
    */
   protocol?: '3.1' | '3.2';
+  /**
+   * Peer authentication (beyond the kernel, so off by default: kernel DLM peers cannot
+   * do it). Every node holds the same key; when a connection comes up, both sides prove
+   * it with HMAC-SHA256 over both nodeids and fresh nonces before any message is read or
+   * sent. A peer without the key is refused and counted (stats().authFailures). TCP only.
+   */
+  auth?: { key: string | Uint8Array };
   /** TCP_USER_TIMEOUT: a peer that acks nothing for this long is dead. Default 10000. */
   tcpUserTimeoutMs?: number;
   /** Reconnect backoff cap (the kernel retries every second). Default 1000. */
@@ -109,6 +117,8 @@ export interface LowcommsStats {
   transport: TransportName;
   /** Connections or associations refused because their address belongs to no node. */
   rejected: number;
+  /** Connections refused because the peer failed the authentication handshake. */
+  authFailures: number;
   accepts: number;
   /** Crossings into JavaScript (one per batch of messages). */
   batches: number;
@@ -135,7 +145,7 @@ export interface CloseResult {
 export interface LowcommsEvents {
   connect: [{ nodeid: number; address: string; resent: number }];
   disconnect: [{ nodeid: number; reason: string; errno: number }];
-  reject: [{ address: string }];
+  reject: [{ address: string; nodeid?: number; reason?: string }];
   error: [LowcommsError];
   drain: [{ nodeid: number }];
   closed: [{ nodeid: number }];
@@ -149,6 +159,7 @@ type MessageHandler = (msg: DlmMessage) => void;
 type BatchHandler = (batch: MessageBatch) => void;
 
 const EMPTY = new Uint8Array(0);
+const AUTH_LABEL = 'lowcomms-auth-v1';
 
 function positiveInt(name: string, v: unknown, max = 0xffffffff): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max)
@@ -170,6 +181,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
   /** Iterators still holding each batch; the batch's bytes are released at zero. */
   private readonly holds = new WeakMap<MessageBatch, number>();
   private boundPort = 0;
+  private readonly authKey: Buffer | undefined;
 
   constructor(opts: LowcommsOptions) {
     super();
@@ -180,6 +192,15 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       throw new ConfigError(`local nodeid ${this.nodeid} is not in the node table`);
     if (opts.port !== undefined) positiveInt('port', opts.port, 65535);
     if (opts.mark !== undefined) positiveInt('mark', opts.mark);
+    if (opts.auth !== undefined) {
+      const k = opts.auth?.key;
+      if (typeof k !== 'string' && !(k instanceof Uint8Array))
+        throw new ConfigError('auth.key must be a string or bytes');
+      this.authKey = Buffer.from(k);
+      if (this.authKey.length < 16) throw new ConfigError('auth.key must be at least 16 bytes');
+      if (opts.transport === 'sctp')
+        throw new ConfigError('auth is implemented for TCP only (SCTP associations are not authenticated yet)');
+    }
     if (opts.protocol !== undefined && opts.protocol !== '3.1' && opts.protocol !== '3.2')
       throw new ConfigError(`protocol must be '3.1' or '3.2', got ${String(opts.protocol)}`);
     const t = opts.transport ?? 'tcp';
@@ -372,6 +393,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       nodeid: this.nodeid,
       transport: this.transportName ?? 'tcp',
       rejected: s?.rejected ?? 0,
+      authFailures: s?.authFailures ?? 0,
       accepts: s?.accepts ?? 0,
       batches: s?.batches ?? 0,
       rxPaused: s?.rxPaused ?? 0,
@@ -435,10 +457,28 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     return { flushed, unacked };
   }
 
+  /**
+   * The peer's HELLO arrived on a connection: compute our PROOF and the one we expect,
+   * HMAC-SHA256(key, label | nodeid of the prover | nodeid of the verifier | verifier's
+   * nonce | prover's nonce), so that a proof is bound to this connection's two nonces.
+   */
+  private answerAuth(ev: NativeEvent): void {
+    const key = this.authKey;
+    if (!key || !this.engine) return;
+    const [mine, theirs] = ev.detail.split(':').map((h) => Buffer.from(h, 'hex'));
+    const mac = (prover: number, verifier: number, verifierNonce: Buffer, proverNonce: Buffer) => {
+      const ids = Buffer.alloc(8);
+      ids.writeUInt32LE(prover, 0);
+      ids.writeUInt32LE(verifier, 4);
+      return createHmac('sha256', key).update(AUTH_LABEL).update(ids).update(verifierNonce).update(proverNonce).digest();
+    };
+    this.engine.authReply(ev.value, mac(this.nodeid, ev.nodeid, theirs!, mine!), mac(ev.nodeid, this.nodeid, mine!, theirs!));
+  }
+
   private resolveTransport(binding: ReturnType<typeof loadBinding>): TransportName {
     const want = this.opts.transport ?? 'tcp';
     const family = this.nodes.family ?? 4;
-    if (want === 'tcp') return 'tcp';
+    if (want === 'tcp' || this.authKey) return 'tcp';
     const probe = binding.sctpAvailable(family);
     if (want === 'sctp') {
       if (!probe.ok) throw new SctpUnavailableError(`socket() failed with errno ${probe.errno}`);
@@ -468,6 +508,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       maxRxPendingBytes: o.limits?.maxRxPendingBytes ?? 8 << 20,
       kernelMinimums: o.kernelMinimums ?? false,
       protocol: o.protocol ?? '3.2',
+      auth: this.authKey !== undefined,
       tcpUserTimeoutMs: o.tcpUserTimeoutMs ?? 10_000,
       connectRetryMaxMs: o.connectRetryMaxMs ?? 1000,
       ackDelayMs: o.ackDelayMs ?? 20,
@@ -518,6 +559,9 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
 
   private onNativeEvent(ev: NativeEvent): void {
     switch (ev.type) {
+      case 'auth':
+        this.answerAuth(ev);
+        return;
       case 'connect':
         this.emit('connect', { nodeid: ev.nodeid, address: ev.detail, resent: ev.value });
         return;
@@ -525,7 +569,8 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
         this.emit('disconnect', { nodeid: ev.nodeid, reason: ev.detail, errno: ev.value });
         return;
       case 'reject':
-        this.emit('reject', { address: ev.detail });
+        // An unknown address, or (code 'auth') a known node that failed authentication.
+        this.emit('reject', ev.code === 'auth' ? { address: '', nodeid: ev.nodeid, reason: ev.detail } : { address: ev.detail });
         return;
       case 'drain':
         this.emit('drain', { nodeid: ev.nodeid });

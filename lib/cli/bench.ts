@@ -27,6 +27,8 @@ export interface BenchOptions {
   baselines: boolean;
   /** Inside the guest: no progress bar, results to a file. */
   inner: boolean;
+  /** Peer authentication on (TCP only): to measure its cost. */
+  auth: boolean;
 }
 
 export interface BenchRun {
@@ -153,7 +155,12 @@ async function benchTransport(
   // streams to the next one round a ring, so every node both sends and receives.
   const n = o.nodes;
   const nodes = Array.from({ length: n }, (_, i) => ({ nodeid: i + 1, addrs: [`127.0.0.${i + 1}`] }));
-  const base: Omit<LowcommsOptions, 'nodeid'> = { nodes, transport, port };
+  const base: Omit<LowcommsOptions, 'nodeid'> = {
+    nodes,
+    transport,
+    port,
+    ...(o.auth && transport === 'tcp' ? { auth: { key: `bench-${port}-${process.pid}-cluster-key` } } : {}),
+  };
   const procs = nodes.map(() => new NodeProc(main));
   const runs: BenchRun[] = [];
   try {
@@ -302,6 +309,7 @@ export async function runBench(o: BenchOptions, progress: Progress, main: string
         immediate: 'flush() after every send(): one native submit per message',
       },
       midcomms: '3.2 (sequence numbers, acks) on',
+      auth: o.auth ? 'peer authentication on (TCP runs)' : 'off',
     },
     runs: [],
     baselines: [],

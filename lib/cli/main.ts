@@ -32,6 +32,7 @@ bench options:
   --html FILE           write a self-contained page with charts
   --no-uml              skip SCTP when the kernel has none, instead of using user-mode-linux
   --no-baselines        skip the node:net and C baselines
+  --auth                TCP runs with peer authentication on (to measure its cost)
 
 status/ping options:
   --port P (default 21064)   --timeout MS (default 1000)   --count N (ping: 5)   --json
@@ -81,6 +82,7 @@ async function bench(argv: string[]): Promise<number> {
       html: { type: 'string' },
       'no-uml': { type: 'boolean' },
       'no-baselines': { type: 'boolean' },
+      auth: { type: 'boolean' },
       inner: { type: 'boolean' },
     },
   });
@@ -103,6 +105,7 @@ async function bench(argv: string[]): Promise<number> {
     uml: !values['no-uml'],
     baselines: !values['no-baselines'],
     inner: values.inner ?? false,
+    auth: values.auth ?? false,
   };
   if (!(o.seconds > 0 && o.seconds <= 600)) fail('--duration must be 0..600 seconds');
   const interactive = !o.inner && process.stderr.isTTY === true;

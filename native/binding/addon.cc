@@ -131,6 +131,7 @@ Config parse_config(const Napi::Object& o) {
   c.max_rx_pending_bytes = size_t(get_num(o, "maxRxPendingBytes", double(c.max_rx_pending_bytes)));
   c.kernel_minimums = get_bool(o, "kernelMinimums", false);
   c.protocol31 = o.Get("protocol").IsString() && o.Get("protocol").ToString().Utf8Value() == "3.1";
+  c.auth = get_bool(o, "auth", false);
   c.tcp_user_timeout_ms = get_u32(o, "tcpUserTimeoutMs", c.tcp_user_timeout_ms);
   c.connect_retry_max_ms = get_u32(o, "connectRetryMaxMs", c.connect_retry_max_ms);
   c.ack_delay_ms = get_u32(o, "ackDelayMs", c.ack_delay_ms);
@@ -195,6 +196,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
                         InstanceMethod<&Engine::Stats>("stats"),
                         InstanceMethod<&Engine::Ref>("ref"),
                         InstanceMethod<&Engine::KillConnections>("killConnections"),
+                        InstanceMethod<&Engine::AuthReply>("authReply"),
                         InstanceMethod<&Engine::Unref>("unref")});
   }
 
@@ -302,6 +304,15 @@ class Engine : public Napi::ObjectWrap<Engine> {
     shutdown();
     return info.Env().Undefined();
   }
+  // authReply(socketId, proof: Uint8Array(32), expected: Uint8Array(32))
+  Napi::Value AuthReply(const Napi::CallbackInfo& info) {
+    auto proof = info[1].As<Napi::Uint8Array>();
+    auto expected = info[2].As<Napi::Uint8Array>();
+    if (proof.ByteLength() != auth::kMacLen || expected.ByteLength() != auth::kMacLen)
+      throw Napi::TypeError::New(info.Env(), "authReply: 32-byte MACs expected");
+    engine_->auth_reply(uint64_t(info[0].As<Napi::Number>().Int64Value()), proof.Data(), expected.Data());
+    return info.Env().Undefined();
+  }
   Napi::Value KillConnections(const Napi::CallbackInfo& info) {
     engine_->kill_connections(info[0].As<Napi::Number>().Uint32Value());
     return info.Env().Undefined();
@@ -321,6 +332,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
     const auto& g = engine_->counters();
     out.Set("rejected", Napi::Number::New(env, double(g.rejected)));
     out.Set("accepts", Napi::Number::New(env, double(g.accepts)));
+    out.Set("authFailures", Napi::Number::New(env, double(g.auth_failures)));
     out.Set("batches", Napi::Number::New(env, double(g.batches)));
     out.Set("rxPaused", Napi::Number::New(env, double(g.rx_paused)));
     out.Set("rxPendingBytes", Napi::Number::New(env, double(engine_->rx_pending_bytes())));

@@ -41,7 +41,8 @@ struct Config {
   size_t max_node_bytes = 16u << 20;          // queued + unacked per node; send() refuses past it
   size_t max_rx_pending_bytes = 8u << 20;     // handed to JS, not yet consumed; reading stops past it
   bool kernel_minimums = false;               // enforce sizeof(dlm_message)/sizeof(dlm_rcom)
-  bool protocol31 = false;                    // speak DLM 3.1: no midcomms wrapper, acks, resend
+  bool protocol31 = false;
+  bool auth = false;                          // peer authentication handshake (auth.h), TCP                    // speak DLM 3.1: no midcomms wrapper, acks, resend
   uint32_t tcp_user_timeout_ms = 10000;
   uint32_t connect_retry_max_ms = 1000;       // the kernel retries every second
   uint32_t ack_delay_ms = 20;                 // idle ack after this long without traffic

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <vector>
 #include "lowcomms/addr.h"
+#include "lowcomms/auth.h"
 #include "lowcomms/writequeue.h"
 #include "midcomms/midcomms_node.h"
 #include "util/unique_fd.h"
@@ -28,6 +29,14 @@ struct Socket {
   // Receive-thread state: the start of a message split across reads (the kernel's
   // rx_leftover_buf): under 4096 bytes, since a whole message is at most 4096.
   std::vector<uint8_t> leftover;
+  std::atomic<bool> handed_to_rx{false};  // given to the receive thread already
+  // Peer authentication (auth.h). `auth` is read by the send thread, so atomic.
+  std::atomic<auth::State> auth{auth::State::kOff};
+  uint8_t my_nonce[auth::kNonceLen] = {};
+  uint8_t peer_proof[auth::kMacLen] = {};
+  uint8_t expected[auth::kMacLen] = {};
+  bool have_peer_proof = false;
+  bool have_expected = false;
 };
 
 struct ConnCounters {
@@ -59,7 +68,7 @@ struct Connection {
   std::atomic<bool> assoc_up{false};
 
   // Send-thread state.
-  enum class TxState : uint8_t { kIdle, kConnecting, kConnected };
+  enum class TxState : uint8_t { kIdle, kConnecting, kAuthenticating, kConnected };
   TxState tx_state = TxState::kIdle;
   std::shared_ptr<Socket> sock;
   bool writable = false;

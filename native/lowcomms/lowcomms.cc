@@ -117,6 +117,28 @@ bool Lowcomms::reset_node(uint32_t nodeid) {
   return true;
 }
 
+void Lowcomms::auth_reply(uint64_t sock_id, const uint8_t* proof, const uint8_t* expected) {
+  AuthReply r{sock_id, {}, {}};
+  std::memcpy(r.proof, proof, auth::kMacLen);
+  std::memcpy(r.expected, expected, auth::kMacLen);
+  {
+    std::lock_guard lk(rx_cmd_mu_);
+    rx_auth_replies_.push_back(r);
+  }
+  rx_wake_.signal();
+}
+
+bool Lowcomms::auth_start(Socket& s) {
+  uint8_t hello[auth::kHelloLen];
+  std::memcpy(hello, auth::kHelloMagic, 4);
+  dlm::put_le32(hello + 4, cfg_.local_nodeid);
+  if (!auth::make_nonce(s.my_nonce)) return false;
+  std::memcpy(hello + 8, s.my_nonce, auth::kNonceLen);
+  s.auth = auth::State::kAwaitHello;
+  // A fresh socket's send buffer takes 40 bytes at once.
+  return ::send(s.fd.get(), hello, sizeof hello, MSG_NOSIGNAL | MSG_DONTWAIT) == ssize_t(sizeof hello);
+}
+
 void Lowcomms::kill_connections(uint32_t nodeid) {
   if (!running_) return;
   {

@@ -46,6 +46,7 @@ struct GlobalCounters {
   std::atomic<uint64_t> batches{0};
   std::atomic<uint64_t> rx_paused{0};      // times reading stopped for the JS side
   std::atomic<uint64_t> accepts{0};
+  std::atomic<uint64_t> auth_failures{0};  // peers that failed the authentication handshake
 };
 
 class Lowcomms {
@@ -95,6 +96,10 @@ class Lowcomms {
   // Queued + unacked bytes of a node, for the caller's limit check; marks the node
   // backpressured (so that a drain event follows) if `wanted` more would not fit.
   size_t held_bytes(uint32_t nodeid, size_t wanted);
+
+  // Peer authentication: the JS side's answer to an "auth" event for socket `sock_id`:
+  // the PROOF to send and the one expected from the peer (auth.h).
+  void auth_reply(uint64_t sock_id, const uint8_t* proof, const uint8_t* expected);
 
   // JS consumed `bytes` of delivered batches: reading may resume.
   void release(size_t bytes);
@@ -159,6 +164,12 @@ class Lowcomms {
   void rx_drop_socket(uint64_t id, bool notify_tx);
   void rx_kill_node(uint32_t nodeid);
 
+  // Peer authentication (auth.cc, threads_rx.cc).
+  bool auth_start(Socket& s);
+  size_t rx_auth(const std::shared_ptr<Socket>& s, const uint8_t* buf, size_t len, bool* fail);
+  void rx_auth_check(const std::shared_ptr<Socket>& s);
+  void rx_auth_failed(const std::shared_ptr<Socket>& s, const char* why);
+
   // TCP (transport_tcp.cc).
   void tcp_listen();
   void tcp_accept();
@@ -208,6 +219,12 @@ class Lowcomms {
   std::vector<uint64_t> rx_drop_;
   std::vector<uint32_t> rx_drop_nodes_;   // close every socket of these nodes
   std::vector<uint32_t> rx_kill_nodes_;   // abort every socket of these nodes
+  struct AuthReply {
+    uint64_t id;
+    uint8_t proof[auth::kMacLen];
+    uint8_t expected[auth::kMacLen];
+  };
+  std::vector<AuthReply> rx_auth_replies_;
   std::unordered_map<uint64_t, std::shared_ptr<Socket>> rx_socks_;  // rx thread only
   std::unordered_map<int32_t, uint32_t> assoc_nodes_;               // rx thread only (SCTP)
   std::atomic<uint64_t> next_sock_id_{16};  // below 16: reserved epoll keys

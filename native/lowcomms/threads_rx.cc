@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <cerrno>
 #include <cstring>
+#include <string>
 #include "dlm/decode.h"
 #include "dlm/splitter.h"
 #include "lowcomms/lowcomms.h"
@@ -26,12 +27,30 @@ void Lowcomms::rx_commands() {
   std::vector<std::shared_ptr<Socket>> add;
   std::vector<uint64_t> drop;
   std::vector<uint32_t> drop_nodes, kill_nodes;
+  std::vector<AuthReply> replies;
   {
     std::lock_guard lk(rx_cmd_mu_);
     add.swap(rx_add_);
     drop.swap(rx_drop_);
     drop_nodes.swap(rx_drop_nodes_);
     kill_nodes.swap(rx_kill_nodes_);
+    replies.swap(rx_auth_replies_);
+  }
+  for (const AuthReply& r : replies) {
+    auto it = rx_socks_.find(r.id);
+    if (it == rx_socks_.end()) continue;  // gone meanwhile
+    std::shared_ptr<Socket> s = it->second;
+    if (s->auth != auth::State::kAwaitProof || s->have_expected) continue;
+    uint8_t proof[auth::kProofLen];
+    std::memcpy(proof, auth::kProofMagic, 4);
+    std::memcpy(proof + 4, r.proof, auth::kMacLen);
+    if (::send(s->fd.get(), proof, sizeof proof, MSG_NOSIGNAL | MSG_DONTWAIT) != ssize_t(sizeof proof)) {
+      rx_auth_failed(s, "could not send PROOF");
+      continue;
+    }
+    std::memcpy(s->expected, r.expected, auth::kMacLen);
+    s->have_expected = true;
+    rx_auth_check(s);
   }
   for (uint32_t nodeid : kill_nodes) rx_kill_node(nodeid);
   for (auto& s : add) {
@@ -72,6 +91,77 @@ void Lowcomms::rx_drop_socket(uint64_t id, bool notify_tx) {
       kick_tx(c);
     }
   }
+}
+
+namespace {
+std::string hex(const uint8_t* p, size_t n) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < n; i++) {
+    out.push_back(digits[p[i] >> 4]);
+    out.push_back(digits[p[i] & 15]);
+  }
+  return out;
+}
+}  // namespace
+
+size_t Lowcomms::rx_auth(const std::shared_ptr<Socket>& s, const uint8_t* buf, size_t len, bool* fail) {
+  size_t off = 0;
+  if (s->auth == auth::State::kAwaitHello) {
+    if (len < auth::kHelloLen) return 0;
+    // The node the address says it is, or nothing.
+    if (!auth::is_magic(buf, auth::kHelloMagic) || dlm::get_le32(buf + 4) != s->nodeid) {
+      *fail = true;
+      return 0;
+    }
+    // The JS side computes both HMACs and answers through auth_reply().
+    emit(Event{"auth", s->nodeid, hex(s->my_nonce, auth::kNonceLen) + ":" + hex(buf + 8, auth::kNonceLen), "",
+               int64_t(s->id)});
+    s->auth = auth::State::kAwaitProof;
+    off = auth::kHelloLen;
+  }
+  if (s->auth == auth::State::kAwaitProof && !s->have_peer_proof) {
+    if (len - off < auth::kProofLen) return off;
+    if (!auth::is_magic(buf + off, auth::kProofMagic)) {
+      *fail = true;
+      return off;
+    }
+    std::memcpy(s->peer_proof, buf + off + 4, auth::kMacLen);
+    s->have_peer_proof = true;
+    off += auth::kProofLen;
+    rx_auth_check(s);
+  }
+  return off;
+}
+
+void Lowcomms::rx_auth_check(const std::shared_ptr<Socket>& s) {
+  if (!s->have_peer_proof || !s->have_expected) return;
+  if (!auth::macs_equal(s->peer_proof, s->expected)) {
+    rx_auth_failed(s, "wrong cluster key");
+    return;
+  }
+  s->auth = auth::State::kDone;
+  if (s->outgoing)
+    if (ConnPtr c = find(s->nodeid)) kick_tx(c);  // it may now send
+  if (!s->leftover.empty()) {
+    // Frames the peer sent right behind its PROOF.
+    std::vector<uint8_t> pending;
+    pending.swap(s->leftover);
+    if (ConnPtr c = find(s->nodeid)) {
+      size_t consumed = 0;
+      if (!rx_process(*c, pending.data(), pending.size(), &consumed)) {
+        rx_drop_socket(s->id, true);
+        return;
+      }
+      s->leftover.assign(pending.begin() + long(consumed), pending.end());
+    }
+  }
+}
+
+void Lowcomms::rx_auth_failed(const std::shared_ptr<Socket>& s, const char* why) {
+  gctr_.auth_failures++;
+  emit(Event{"reject", s->nodeid, why, "auth", 0});
+  rx_drop_socket(s->id, true);
 }
 
 void Lowcomms::rx_kill_node(uint32_t nodeid) {

@@ -115,12 +115,33 @@ void Lowcomms::tx_service(const ConnPtr& c, int64_t now) {
         return;
       }
       if (!c->writable) return;
-      if (tcp_connect_done(c, &err))
-        tx_connected(c);
-      else
+      if (!tcp_connect_done(c, &err)) {
         tx_lost(c, err, "connect");
+      } else if (!cfg_.auth) {
+        tx_connected(c);
+      } else if (!auth_start(*c->sock)) {
+        tx_lost(c, EIO, "authentication");
+      } else {
+        // The receive thread runs the handshake; we wait for it (bounded).
+        c->tx_state = Connection::TxState::kAuthenticating;
+        c->retry_at_ns = now + 5000 * kMs;
+        c->sock->handed_to_rx = true;
+        {
+          std::lock_guard lk(rx_cmd_mu_);
+          rx_add_.push_back(c->sock);
+        }
+        rx_wake_.signal();
+      }
       return;
     }
+    case Connection::TxState::kAuthenticating:
+      if (c->sock && c->sock->auth == auth::State::kDone) {
+        tx_connected(c);
+      } else if (now >= c->retry_at_ns) {
+        c->retry_at_ns = 0;
+        tx_lost(c, ETIMEDOUT, "authentication");
+      }
+      return;
     case Connection::TxState::kConnected:
       if (sctp && !c->assoc_up) {
         tx_lost(c, ECONNRESET, "association down");
@@ -176,7 +197,7 @@ void Lowcomms::tx_connected(const ConnPtr& c) {
   }
   c->ctr.resent += resent;
   c->ctr.connects++;
-  if (c->sock) {
+  if (c->sock && !c->sock->handed_to_rx.exchange(true)) {
     std::lock_guard lk(rx_cmd_mu_);
     rx_add_.push_back(c->sock);
   }

@@ -81,6 +81,7 @@ void Lowcomms::tcp_accept() {
     s->id = next_sock_id_++;
     s->nodeid = nodeid;
     s->outgoing = false;
+    if (cfg_.auth && !auth_start(*s)) continue;  // closes it
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.u64 = s->id;
@@ -107,8 +108,27 @@ void Lowcomms::tcp_read(const std::shared_ptr<Socket>& s) {
       return;
     }
     const size_t have = left + size_t(r);
+    size_t start = 0;
+    if (s->auth != auth::State::kOff && s->auth != auth::State::kDone) {
+      // Nothing is read as DLM before the peer proved it holds the cluster key.
+      bool fail = false;
+      start = rx_auth(s, buf, have, &fail);
+      if (fail) {
+        rx_auth_failed(s, "not a lowcomms authentication handshake");
+        return;
+      }
+      if (!rx_socks_.count(s->id)) return;  // failed and dropped in rx_auth_check
+      if (s->auth != auth::State::kDone) {
+        if (have - start > auth::kMaxPreAuthBytes) {
+          rx_auth_failed(s, "data before authentication");
+          return;
+        }
+        s->leftover.assign(buf + start, buf + have);
+        continue;
+      }
+    }
     size_t consumed = 0;
-    if (!rx_process(*c, buf, have, &consumed)) {
+    if (!rx_process(*c, buf + start, have - start, &consumed)) {
       // A length outside [16, 4096]: the stream cannot be resynchronised (§1.6 rule 2).
       c->ctr.bad_frames++;
       emit(Event{"error", c->nodeid, "malformed frame (bad length): connection closed",
@@ -116,6 +136,7 @@ void Lowcomms::tcp_read(const std::shared_ptr<Socket>& s) {
       rx_drop_socket(s->id, true);
       return;
     }
+    consumed += start;
     s->leftover.assign(buf + consumed, buf + have);
     if (size_t(r) < kRxBufBytes / 2) return;  // drained for now
   }

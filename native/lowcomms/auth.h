@@ -1,0 +1,37 @@
+// Optional peer authentication (beyond the kernel; off by default, since kernel DLM peers
+// cannot speak it). When a TCP connection comes up, each side sends HELLO (its nodeid and
+// a fresh 32-byte nonce); on the peer's HELLO each side sends PROOF, an HMAC-SHA256 under
+// the shared cluster key over both nodeids and both nonces. Only after the peer's PROOF
+// checks out is any DLM frame read or sent. The HMACs are computed by the JS side with
+// Node's crypto (never a home-made primitive); this file only frames and compares.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace lowcomms::auth {
+
+constexpr size_t kNonceLen = 32;
+constexpr size_t kMacLen = 32;
+constexpr uint8_t kHelloMagic[4] = {'L', 'C', 'A', '1'};
+constexpr uint8_t kProofMagic[4] = {'L', 'C', 'P', '1'};
+constexpr size_t kHelloLen = 4 + 4 + kNonceLen;  // magic, le32 nodeid, nonce
+constexpr size_t kProofLen = 4 + kMacLen;        // magic, mac
+// Bytes a peer may send before it is authenticated (HELLO + PROOF + a little slack).
+constexpr size_t kMaxPreAuthBytes = 4096;
+
+enum class State : uint8_t { kOff, kAwaitHello, kAwaitProof, kDone };
+
+// Fills a nonce from the kernel's random source; false if it failed.
+bool make_nonce(uint8_t* out);
+
+inline bool is_magic(const uint8_t* p, const uint8_t (&magic)[4]) { return std::memcmp(p, magic, 4) == 0; }
+
+// Compares without an early exit, so that timing says nothing about where it differs.
+inline bool macs_equal(const uint8_t* a, const uint8_t* b) {
+  uint8_t diff = 0;
+  for (size_t i = 0; i < kMacLen; i++) diff |= uint8_t(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+}  // namespace lowcomms::auth
