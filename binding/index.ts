@@ -93,25 +93,12 @@ export interface NativeStats {
   nodes: NativeNodeStats[];
 }
 
-/** Result codes of send()/sendParts() (SendResult in native/lowcomms/lowcomms.h). */
-export const SendResult = {
-  Ok: 0,
-  Backpressure: 1,
-  UnknownNode: -1,
-  BadSize: -2,
-  Closing: -3,
-  NotRunning: -4,
-} as const;
-export type SendResult = (typeof SendResult)[keyof typeof SendResult];
-
 export interface NativeEngine {
   addNode(nodeid: number, addrs: readonly string[], mark?: number): void;
   removeNode(nodeid: number): boolean;
   resetNode(nodeid: number): boolean;
   /** Binds and starts both threads; returns the bound port. Throws {code, errno}. */
   start(): number;
-  send(nodeid: number, msg: Uint8Array): SendResult;
-  sendParts(nodeid: number, lockspace: number, cmd: number, body: Uint8Array): SendResult;
   /**
    * Moves a run of staged records (see lib/sender.ts) into the write queues. Returns 0,
    * -1 when not running, or what was dropped (unknown node, or node closing).

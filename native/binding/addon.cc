@@ -184,8 +184,6 @@ class Engine : public Napi::ObjectWrap<Engine> {
                         InstanceMethod<&Engine::RemoveNode>("removeNode"),
                         InstanceMethod<&Engine::ResetNode>("resetNode"),
                         InstanceMethod<&Engine::Start>("start"),
-                        InstanceMethod<&Engine::Send>("send"),
-                        InstanceMethod<&Engine::SendParts>("sendParts"),
                         InstanceMethod<&Engine::Submit>("submit"),
                         InstanceMethod<&Engine::HeldBytes>("heldBytes"),
                         InstanceMethod<&Engine::Release>("release"),
@@ -252,21 +250,6 @@ class Engine : public Napi::ObjectWrap<Engine> {
     sink_->ref(info.Env());
     started_ = true;
     return Napi::Number::New(info.Env(), engine_->bound_port());
-  }
-  // send(nodeid, Uint8Array whole message) -> SendResult
-  Napi::Value Send(const Napi::CallbackInfo& info) {
-    const uint32_t nodeid = info[0].As<Napi::Number>().Uint32Value();
-    auto msg = info[1].As<Napi::Uint8Array>();
-    return Napi::Number::New(info.Env(), engine_->send(nodeid, msg.Data(), msg.ByteLength()));
-  }
-  // sendParts(nodeid, lockspace, cmd, Uint8Array body) -> SendResult
-  Napi::Value SendParts(const Napi::CallbackInfo& info) {
-    const uint32_t nodeid = info[0].As<Napi::Number>().Uint32Value();
-    const uint32_t ls = info[1].As<Napi::Number>().Uint32Value();
-    const uint32_t cmd = info[2].As<Napi::Number>().Uint32Value();
-    auto body = info[3].As<Napi::Uint8Array>();
-    return Napi::Number::New(info.Env(),
-                             engine_->send_parts(nodeid, ls, uint8_t(cmd), body.Data(), body.ByteLength()));
   }
   // submit(Uint8Array records, length) -> accepted | -dropped-... (see binding/index.ts)
   Napi::Value Submit(const Napi::CallbackInfo& info) {

@@ -186,7 +186,7 @@ void Lowcomms::queue_fin_locked(Connection& c) {
 }
 
 int Lowcomms::enqueue_locked(Connection& c, uint32_t lockspace, uint8_t cmd, const uint8_t* body,
-                             size_t body_len, bool enforce_limit, bool* wake) {
+                             size_t body_len, bool* wake) {
   const size_t inner_len = dlm::kHeaderLen + body_len;
   if (!c.mc.can_send()) return kSendClosing;
   // The stateless RCOMs travel unwrapped to a 3.2 peer, as the kernel sends them; a 3.1
@@ -194,11 +194,6 @@ int Lowcomms::enqueue_locked(Connection& c, uint32_t lockspace, uint8_t cmd, con
   const bool plain = c.mc.version() == PeerVersion::k31 ||
                      (cmd == dlm::kRcom && body_len >= 4 && dlm::rcom_is_stateless(dlm::get_le32(body)));
   const size_t frame_len = plain ? inner_len : inner_len + dlm::kOptsLen;
-  if (enforce_limit && c.wq.held_bytes() + frame_len > cfg_.max_node_bytes) {
-    c.backpressured = true;
-    c.ctr.backpressure++;
-    return kSendBackpressure;
-  }
   const size_t unsent_before = c.wq.unsent_bytes();
   c.mc.on_send();
   // Piggy-back a due ACK in front of the message (same entry, same send).
@@ -222,29 +217,6 @@ int Lowcomms::enqueue_locked(Connection& c, uint32_t lockspace, uint8_t cmd, con
   *wake |= unsent_before == 0 || (!cfg_.flush.immediate && unsent >= cfg_.flush.min_bytes &&
                                   unsent_before < cfg_.flush.min_bytes);
   return kSendOk;
-}
-
-int Lowcomms::send(uint32_t nodeid, const uint8_t* msg, size_t len) {
-  if (len < dlm::kHeaderLen || len > dlm::kMaxAppBufsize) return kSendBadSize;
-  if (dlm::get_le16(msg + dlm::kOffLength) != len) return kSendBadSize;
-  return send_parts(nodeid, dlm::get_le32(msg + dlm::kOffLockspaceOrSeq), msg[dlm::kOffCmd],
-                    msg + dlm::kHeaderLen, len - dlm::kHeaderLen);
-}
-
-int Lowcomms::send_parts(uint32_t nodeid, uint32_t lockspace, uint8_t cmd, const uint8_t* body,
-                         size_t body_len) {
-  if (dlm::kHeaderLen + body_len > dlm::kMaxAppBufsize) return kSendBadSize;
-  if (!running_ || closing_) return kSendNotRunning;
-  ConnPtr c = find(nodeid);
-  if (!c || nodeid == cfg_.local_nodeid) return kSendUnknownNode;
-  bool wake = false;
-  int r;
-  {
-    std::lock_guard lk(c->mu);
-    r = enqueue_locked(*c, lockspace, cmd, body, body_len, true, &wake);
-  }
-  if (wake) kick_tx(c);
-  return r;
 }
 
 Lowcomms::SubmitResult Lowcomms::submit(const uint8_t* p, size_t len) {
@@ -292,7 +264,7 @@ Lowcomms::SubmitResult Lowcomms::submit(const uint8_t* p, size_t len) {
       continue;
     }
     // The limit was checked by the caller against held_bytes() when staging.
-    if (enqueue_locked(*c, lockspace, cmd, body, body_len, false, &wake) == kSendOk) {
+    if (enqueue_locked(*c, lockspace, cmd, body, body_len, &wake) == kSendOk) {
       res.accepted++;
     } else {
       res.dropped++;
@@ -398,8 +370,6 @@ std::vector<Lowcomms::NodeStats> Lowcomms::node_stats() {
   std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.nodeid < b.nodeid; });
   return out;
 }
-
-const std::vector<SockAddr>& Lowcomms::local_addrs() { return local_; }
 
 void Lowcomms::start() {
   if (running_) throw EngineError{"STATE", "already started", 0};

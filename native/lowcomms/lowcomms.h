@@ -21,14 +21,10 @@
 
 namespace lowcomms {
 
-// Results of send(); negative values are errors the binding turns into exceptions.
+// Results of framing one message into a write queue.
 enum SendResult : int {
   kSendOk = 0,
-  kSendBackpressure = 1,   // over max_node_bytes: retry after the node's drain event
-  kSendUnknownNode = -1,
-  kSendBadSize = -2,
-  kSendClosing = -3,       // the node is in its FIN handshake (or we are closing)
-  kSendNotRunning = -4,
+  kSendClosing = -3,       // the node is in its FIN handshake
 };
 
 constexpr size_t kStagedRecordHeader = 12;
@@ -72,12 +68,6 @@ class Lowcomms {
   // unacked messages.
   bool quiesced(uint32_t nodeid = 0);
   void stop();    // joins both threads; closes every socket
-
-  // The application message msg[0..len) (a whole DLM message, header included).
-  int send(uint32_t nodeid, const uint8_t* msg, size_t len);
-  // Header built here: version, lockspace, our nodeid, length, cmd; then the body.
-  int send_parts(uint32_t nodeid, uint32_t lockspace, uint8_t cmd, const uint8_t* body,
-                 size_t len);
 
   // Fault injection for tests and drills: abort every connection with the node (TCP:
   // RST; SCTP: ABORT of the association), as a network failure would.
@@ -126,11 +116,10 @@ class Lowcomms {
   ConnPtr find(uint32_t nodeid);
   uint32_t nodeid_of(const sockaddr* sa);
   std::vector<ConnPtr> all_connections();
-  const std::vector<SockAddr>& local_addrs();
 
   // Frames one application message into c's write queue (under c.mu); a SendResult.
   int enqueue_locked(Connection& c, uint32_t lockspace, uint8_t cmd, const uint8_t* body,
-                     size_t body_len, bool enforce_limit, bool* wake);
+                     size_t body_len, bool* wake);
   void kick_tx(const ConnPtr& c);
   // Under c.mu: frames the protocol adds on its own.
   void queue_ack_locked(Connection& c);
@@ -151,7 +140,7 @@ class Lowcomms {
   void tx_connected(const ConnPtr& c);
   void tx_lost(const ConnPtr& c, int err, const char* why);
   void tx_teardown(const ConnPtr& c);
-  int64_t tx_next_deadline(int64_t now);
+  int64_t tx_next_deadline();
 
   // Receive thread (threads_rx.cc).
   void rx_main();

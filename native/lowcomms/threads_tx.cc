@@ -17,8 +17,7 @@ constexpr uint64_t kSctpKey = ~uint64_t(0);
 constexpr int64_t kMs = 1000000;
 }  // namespace
 
-int64_t Lowcomms::tx_next_deadline(int64_t now) {
-  (void)now;
+int64_t Lowcomms::tx_next_deadline() {
   int64_t best = -1;
   for (auto& c : all_connections()) {
     for (int64_t t : {c->retry_at_ns, c->flush_at_ns}) {
@@ -33,7 +32,7 @@ void Lowcomms::tx_main() {
   epoll_event evs[64];
   while (!stopping_) {
     int64_t now = now_ns();
-    const int64_t deadline = tx_next_deadline(now);
+    const int64_t deadline = tx_next_deadline();
     int timeout = deadline < 0 ? -1 : int(std::max<int64_t>(0, (deadline - now + kMs - 1) / kMs));
     tx_sleeping_.store(true);
     {
