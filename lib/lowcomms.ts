@@ -93,7 +93,8 @@ export interface LowcommsOptions {
    * Peer authentication (beyond the kernel, so off by default: kernel DLM peers cannot
    * do it). Every node holds the same key; when a connection comes up, both sides prove
    * it with HMAC-SHA256 over both nodeids and fresh nonces before any message is read or
-   * sent. A peer without the key is refused and counted (stats().authFailures). TCP only.
+   * sent (TCP: per connection; SCTP: per association). A peer without the key is
+   * refused and counted (stats().authFailures).
    */
   auth?: { key: string | Uint8Array };
   /** TCP_USER_TIMEOUT: a peer that acks nothing for this long is dead. Default 10000. */
@@ -198,8 +199,6 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
         throw new ConfigError('auth.key must be a string or bytes');
       this.authKey = Buffer.from(k);
       if (this.authKey.length < 16) throw new ConfigError('auth.key must be at least 16 bytes');
-      if (opts.transport === 'sctp')
-        throw new ConfigError('auth is implemented for TCP only (SCTP associations are not authenticated yet)');
     }
     if (opts.protocol !== undefined && opts.protocol !== '3.1' && opts.protocol !== '3.2')
       throw new ConfigError(`protocol must be '3.1' or '3.2', got ${String(opts.protocol)}`);
@@ -478,7 +477,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
   private resolveTransport(binding: ReturnType<typeof loadBinding>): TransportName {
     const want = this.opts.transport ?? 'tcp';
     const family = this.nodes.family ?? 4;
-    if (want === 'tcp' || this.authKey) return 'tcp';
+    if (want === 'tcp') return 'tcp';
     const probe = binding.sctpAvailable(family);
     if (want === 'sctp') {
       if (!probe.ok) throw new SctpUnavailableError(`socket() failed with errno ${probe.errno}`);

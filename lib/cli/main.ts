@@ -32,7 +32,7 @@ bench options:
   --html FILE           write a self-contained page with charts
   --no-uml              skip SCTP when the kernel has none, instead of using user-mode-linux
   --no-baselines        skip the node:net and C baselines
-  --auth                TCP runs with peer authentication on (to measure its cost)
+  --auth                with peer authentication on (to measure its cost)
 
 status/ping options:
   --port P (default 21064)   --timeout MS (default 1000)   --count N (ping: 5)   --json

@@ -30,13 +30,7 @@ struct Socket {
   // rx_leftover_buf): under 4096 bytes, since a whole message is at most 4096.
   std::vector<uint8_t> leftover;
   std::atomic<bool> handed_to_rx{false};  // given to the receive thread already
-  // Peer authentication (auth.h). `auth` is read by the send thread, so atomic.
-  std::atomic<auth::State> auth{auth::State::kOff};
-  uint8_t my_nonce[auth::kNonceLen] = {};
-  uint8_t peer_proof[auth::kMacLen] = {};
-  uint8_t expected[auth::kMacLen] = {};
-  bool have_peer_proof = false;
-  bool have_expected = false;
+  auth::Session auth;  // peer authentication of this connection (auth.h)
 };
 
 struct ConnCounters {
@@ -77,8 +71,10 @@ struct Connection {
   uint32_t retries = 0;
   size_t addr_idx = 0;
 
-  // Receive-thread state (SCTP): a message delivered in parts (no MSG_EOR yet).
+  // Receive-thread state (SCTP): a message delivered in parts (no MSG_EOR yet), and the
+  // peer authentication of the current association.
   std::vector<uint8_t> sctp_partial;
+  auth::Session sctp_auth;
 
   ConnCounters ctr;
 };

@@ -130,11 +130,7 @@ void Lowcomms::auth_reply(uint64_t sock_id, const uint8_t* proof, const uint8_t*
 
 bool Lowcomms::auth_start(Socket& s) {
   uint8_t hello[auth::kHelloLen];
-  std::memcpy(hello, auth::kHelloMagic, 4);
-  dlm::put_le32(hello + 4, cfg_.local_nodeid);
-  if (!auth::make_nonce(s.my_nonce)) return false;
-  std::memcpy(hello + 8, s.my_nonce, auth::kNonceLen);
-  s.auth = auth::State::kAwaitHello;
+  if (!s.auth.start(cfg_.local_nodeid, hello)) return false;
   // A fresh socket's send buffer takes 40 bytes at once.
   return ::send(s.fd.get(), hello, sizeof hello, MSG_NOSIGNAL | MSG_DONTWAIT) == ssize_t(sizeof hello);
 }

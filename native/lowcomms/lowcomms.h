@@ -153,11 +153,25 @@ class Lowcomms {
   void rx_drop_socket(uint64_t id, bool notify_tx);
   void rx_kill_node(uint32_t nodeid);
 
-  // Peer authentication (auth.cc, threads_rx.cc).
+  // Peer authentication (auth.h; threads_rx.cc, transport_sctp.cc).
+  struct AuthReply {
+    uint64_t id;   // a socket id, or kSctpAuthReply | association id
+    uint8_t proof[auth::kMacLen];
+    uint8_t expected[auth::kMacLen];
+  };
+  // Below 2^53, so that the id survives the trip through a JavaScript number.
+  static constexpr uint64_t kSctpAuthReply = uint64_t(1) << 40;
   bool auth_start(Socket& s);
+  void emit_auth_request(uint32_t nodeid, const auth::Session& a, const uint8_t* peer_nonce, uint64_t reply_id);
   size_t rx_auth(const std::shared_ptr<Socket>& s, const uint8_t* buf, size_t len, bool* fail);
   void rx_auth_check(const std::shared_ptr<Socket>& s);
   void rx_auth_failed(const std::shared_ptr<Socket>& s, const char* why);
+  void rx_auth_reply(const AuthReply& r);
+  void sctp_auth_start(Connection& c, int32_t assoc_id);
+  void sctp_auth_message(const ConnPtr& c, int32_t assoc_id, const uint8_t* data, size_t len);
+  void sctp_auth_reply(int32_t assoc_id, const uint8_t* proof, const uint8_t* expected);
+  void sctp_auth_failed(const ConnPtr& c, int32_t assoc_id, const char* why);
+  bool sctp_send_ctrl(int32_t assoc_id, const uint8_t* data, size_t len);
 
   // TCP (transport_tcp.cc).
   void tcp_listen();
@@ -208,11 +222,6 @@ class Lowcomms {
   std::vector<uint64_t> rx_drop_;
   std::vector<uint32_t> rx_drop_nodes_;   // close every socket of these nodes
   std::vector<uint32_t> rx_kill_nodes_;   // abort every socket of these nodes
-  struct AuthReply {
-    uint64_t id;
-    uint8_t proof[auth::kMacLen];
-    uint8_t expected[auth::kMacLen];
-  };
   std::vector<AuthReply> rx_auth_replies_;
   std::unordered_map<uint64_t, std::shared_ptr<Socket>> rx_socks_;  // rx thread only
   std::unordered_map<int32_t, uint32_t> assoc_nodes_;               // rx thread only (SCTP)

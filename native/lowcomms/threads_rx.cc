@@ -36,23 +36,7 @@ void Lowcomms::rx_commands() {
     kill_nodes.swap(rx_kill_nodes_);
     replies.swap(rx_auth_replies_);
   }
-  for (const AuthReply& r : replies) {
-    auto it = rx_socks_.find(r.id);
-    if (it == rx_socks_.end()) continue;  // gone meanwhile
-    std::shared_ptr<Socket> s = it->second;
-    if (s->auth != auth::State::kAwaitProof || s->have_expected) continue;
-    uint8_t proof[auth::kProofLen];
-    std::memcpy(proof, auth::kProofMagic, 4);
-    std::memcpy(proof + 4, r.proof, auth::kMacLen);
-    if (::send(s->fd.get(), proof, sizeof proof, MSG_NOSIGNAL | MSG_DONTWAIT) != ssize_t(sizeof proof)) {
-      rx_auth_failed(s, "could not send PROOF");
-      continue;
-    }
-    std::memcpy(s->expected, r.expected, auth::kMacLen);
-    s->have_expected = true;
-    rx_auth_check(s);
-  }
-  for (uint32_t nodeid : kill_nodes) rx_kill_node(nodeid);
+  for (const AuthReply& r : replies) rx_auth_reply(r);
   for (auto& s : add) {
     if (s->dead) continue;
     epoll_event ev{};
@@ -105,42 +89,31 @@ std::string hex(const uint8_t* p, size_t n) {
 }
 }  // namespace
 
+void Lowcomms::emit_auth_request(uint32_t nodeid, const auth::Session& a, const uint8_t* peer_nonce,
+                                 uint64_t reply_id) {
+  // The JS side computes both HMACs and answers through auth_reply(reply_id, ...).
+  emit(Event{"auth", nodeid, hex(a.my_nonce, auth::kNonceLen) + ":" + hex(peer_nonce, auth::kNonceLen), "",
+             int64_t(reply_id)});
+}
+
 size_t Lowcomms::rx_auth(const std::shared_ptr<Socket>& s, const uint8_t* buf, size_t len, bool* fail) {
-  size_t off = 0;
-  if (s->auth == auth::State::kAwaitHello) {
-    if (len < auth::kHelloLen) return 0;
-    // The node the address says it is, or nothing.
-    if (!auth::is_magic(buf, auth::kHelloMagic) || dlm::get_le32(buf + 4) != s->nodeid) {
-      *fail = true;
-      return 0;
-    }
-    // The JS side computes both HMACs and answers through auth_reply().
-    emit(Event{"auth", s->nodeid, hex(s->my_nonce, auth::kNonceLen) + ":" + hex(buf + 8, auth::kNonceLen), "",
-               int64_t(s->id)});
-    s->auth = auth::State::kAwaitProof;
-    off = auth::kHelloLen;
+  const auth::Step st = auth::consume(s->auth, s->nodeid, buf, len);
+  if (st.bad) {
+    *fail = true;
+    return st.consumed;
   }
-  if (s->auth == auth::State::kAwaitProof && !s->have_peer_proof) {
-    if (len - off < auth::kProofLen) return off;
-    if (!auth::is_magic(buf + off, auth::kProofMagic)) {
-      *fail = true;
-      return off;
-    }
-    std::memcpy(s->peer_proof, buf + off + 4, auth::kMacLen);
-    s->have_peer_proof = true;
-    off += auth::kProofLen;
-    rx_auth_check(s);
-  }
-  return off;
+  if (st.peer_nonce) emit_auth_request(s->nodeid, s->auth, st.peer_nonce, s->id);
+  if (st.got_proof) rx_auth_check(s);
+  return st.consumed;
 }
 
 void Lowcomms::rx_auth_check(const std::shared_ptr<Socket>& s) {
-  if (!s->have_peer_proof || !s->have_expected) return;
-  if (!auth::macs_equal(s->peer_proof, s->expected)) {
+  const int v = auth::verify(s->auth);
+  if (v == 0) return;
+  if (v < 0) {
     rx_auth_failed(s, "wrong cluster key");
     return;
   }
-  s->auth = auth::State::kDone;
   if (s->outgoing)
     if (ConnPtr c = find(s->nodeid)) kick_tx(c);  // it may now send
   if (!s->leftover.empty()) {
@@ -162,6 +135,27 @@ void Lowcomms::rx_auth_failed(const std::shared_ptr<Socket>& s, const char* why)
   gctr_.auth_failures++;
   emit(Event{"reject", s->nodeid, why, "auth", 0});
   rx_drop_socket(s->id, true);
+}
+
+void Lowcomms::rx_auth_reply(const AuthReply& r) {
+  uint8_t proof[auth::kProofLen];
+  std::memcpy(proof, auth::kProofMagic, 4);
+  std::memcpy(proof + 4, r.proof, auth::kMacLen);
+  if (r.id & kSctpAuthReply) {
+    sctp_auth_reply(int32_t(uint32_t(r.id)), proof, r.expected);
+    return;
+  }
+  auto it = rx_socks_.find(r.id);
+  if (it == rx_socks_.end()) return;  // gone meanwhile
+  std::shared_ptr<Socket> s = it->second;
+  if (s->auth.state != auth::State::kAwaitProof || s->auth.have_expected) return;
+  if (::send(s->fd.get(), proof, sizeof proof, MSG_NOSIGNAL | MSG_DONTWAIT) != ssize_t(sizeof proof)) {
+    rx_auth_failed(s, "could not send PROOF");
+    return;
+  }
+  std::memcpy(s->auth.expected, r.expected, auth::kMacLen);
+  s->auth.have_expected = true;
+  rx_auth_check(s);
 }
 
 void Lowcomms::rx_kill_node(uint32_t nodeid) {

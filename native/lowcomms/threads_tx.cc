@@ -105,7 +105,8 @@ void Lowcomms::tx_service(const ConnPtr& c, int64_t now) {
     case Connection::TxState::kConnecting: {
       int err = 0;
       if (sctp) {
-        if (c->assoc_up) {
+        // With authentication, the association carries DLM only once the peer proved the key.
+        if (c->assoc_up && (!cfg_.auth || c->sctp_auth.state == auth::State::kDone)) {
           tx_connected(c);
         } else if (c->retry_at_ns && now >= c->retry_at_ns) {
           c->retry_at_ns = 0;
@@ -134,7 +135,7 @@ void Lowcomms::tx_service(const ConnPtr& c, int64_t now) {
       return;
     }
     case Connection::TxState::kAuthenticating:
-      if (c->sock && c->sock->auth == auth::State::kDone) {
+      if (c->sock && c->sock->auth.state == auth::State::kDone) {
         tx_connected(c);
       } else if (now >= c->retry_at_ns) {
         c->retry_at_ns = 0;
@@ -180,7 +181,7 @@ void Lowcomms::tx_connect(const ConnPtr& c, int64_t now) {
     // The association comes up asynchronously (COMM_UP); give it a deadline.
     c->retry_at_ns = now + int64_t(cfg_.sctp.init_max_attempts) * cfg_.sctp.init_max_timeo_ms * kMs +
                      kMs * 1000;
-    if (c->assoc_up) tx_connected(c);
+    if (c->assoc_up && (!cfg_.auth || c->sctp_auth.state == auth::State::kDone)) tx_connected(c);
   }
 }
 

@@ -26,6 +26,8 @@ namespace {
 constexpr uint64_t kListenKey = 1;
 constexpr uint64_t kSctpKey = ~uint64_t(0);
 constexpr size_t kSctpRxBytes = 256 * 1024;
+// PPID of the authentication handshake's messages (DLM data carries the sender's nodeid).
+constexpr uint32_t kAuthPpid = 0x4c434131;  // "LCA1"
 constexpr int kMaxMsgs = 32;
 
 template <class T>
@@ -202,6 +204,7 @@ void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
         }
         assoc_nodes_[id] = nodeid;
         sctp_tune_assoc(id);
+        if (cfg_.auth) sctp_auth_start(*c, id);
         const bool restart = ac.sac_state == SCTP_RESTART || (c->assoc_up && c->assoc_id != id);
         c->assoc_id = id;
         c->assoc_up = true;
@@ -220,6 +223,7 @@ void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
         c->sock_failed = true;
       }
       c->sctp_partial.clear();
+      c->sctp_auth.reset();
       emit(Event{"assoc", c->nodeid, "", assoc_state_name(ac.sac_state), id});
       kick_tx(c);
       return;
@@ -272,11 +276,13 @@ void Lowcomms::sctp_read() {
       continue;
     }
     int32_t assoc_id = 0;
+    uint32_t ppid = 0;
     for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
       if (cm->cmsg_level == IPPROTO_SCTP && cm->cmsg_type == SCTP_RCVINFO) {
         sctp_rcvinfo ri;
         std::memcpy(&ri, CMSG_DATA(cm), sizeof ri);
         assoc_id = ri.rcv_assoc_id;
+        ppid = ri.rcv_ppid;
       }
     }
     ConnPtr c;
@@ -296,6 +302,16 @@ void Lowcomms::sctp_read() {
     }
     const uint8_t* data = sctp_buf_.data();
     size_t len = size_t(r);
+    if (cfg_.auth) {
+      if (ppid == kAuthPpid && (mh.msg_flags & MSG_EOR)) {
+        sctp_auth_message(c, assoc_id, data, len);
+        continue;
+      }
+      if (c->sctp_auth.state != auth::State::kDone) {
+        sctp_auth_failed(c, assoc_id, "data before authentication");
+        continue;
+      }
+    }
     if (!(mh.msg_flags & MSG_EOR) || !c->sctp_partial.empty()) {
       // Partial delivery of a large message: gather until MSG_EOR.
       c->sctp_partial.insert(c->sctp_partial.end(), data, data + len);
@@ -320,6 +336,74 @@ void Lowcomms::sctp_read() {
       sctp_abort(assoc_id);
     }
   }
+}
+
+bool Lowcomms::sctp_send_ctrl(int32_t assoc_id, const uint8_t* data, size_t len) {
+  char cbuf[CMSG_SPACE(sizeof(sctp_sndinfo))] = {};
+  iovec iov{const_cast<uint8_t*>(data), len};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+  cm->cmsg_level = IPPROTO_SCTP;
+  cm->cmsg_type = SCTP_SNDINFO;
+  cm->cmsg_len = CMSG_LEN(sizeof(sctp_sndinfo));
+  sctp_sndinfo si{};
+  si.snd_assoc_id = assoc_id;
+  si.snd_ppid = kAuthPpid;
+  std::memcpy(CMSG_DATA(cm), &si, sizeof si);
+  return ::sendmsg(listen_fd_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT) == ssize_t(len);
+}
+
+void Lowcomms::sctp_auth_start(Connection& c, int32_t assoc_id) {
+  uint8_t hello[auth::kHelloLen];
+  if (!c.sctp_auth.start(cfg_.local_nodeid, hello) || !sctp_send_ctrl(assoc_id, hello, sizeof hello)) {
+    if (ConnPtr cp = find(c.nodeid)) sctp_auth_failed(cp, assoc_id, "could not send HELLO");
+  }
+}
+
+void Lowcomms::sctp_auth_message(const ConnPtr& c, int32_t assoc_id, const uint8_t* data, size_t len) {
+  const auth::Step st = auth::consume(c->sctp_auth, c->nodeid, data, len);
+  if (st.bad || st.consumed != len) {
+    sctp_auth_failed(c, assoc_id, "not a lowcomms authentication handshake");
+    return;
+  }
+  if (st.peer_nonce)
+    emit_auth_request(c->nodeid, c->sctp_auth, st.peer_nonce, kSctpAuthReply | uint32_t(assoc_id));
+  if (!st.got_proof) return;
+  const int v = auth::verify(c->sctp_auth);
+  if (v < 0) sctp_auth_failed(c, assoc_id, "wrong cluster key");
+  if (v > 0) kick_tx(c);
+}
+
+void Lowcomms::sctp_auth_reply(int32_t assoc_id, const uint8_t* proof, const uint8_t* expected) {
+  ConnPtr c = sctp_conn_of_assoc(assoc_id);
+  if (!c || c->sctp_auth.state != auth::State::kAwaitProof || c->sctp_auth.have_expected) return;
+  if (!sctp_send_ctrl(assoc_id, proof, auth::kProofLen)) {
+    sctp_auth_failed(c, assoc_id, "could not send PROOF");
+    return;
+  }
+  std::memcpy(c->sctp_auth.expected, expected, auth::kMacLen);
+  c->sctp_auth.have_expected = true;
+  const int v = auth::verify(c->sctp_auth);
+  if (v < 0) sctp_auth_failed(c, assoc_id, "wrong cluster key");
+  if (v > 0) kick_tx(c);
+}
+
+void Lowcomms::sctp_auth_failed(const ConnPtr& c, int32_t assoc_id, const char* why) {
+  gctr_.auth_failures++;
+  emit(Event{"reject", c->nodeid, why, "auth", 0});
+  sctp_abort(assoc_id);
+  assoc_nodes_.erase(assoc_id);
+  c->sctp_auth.reset();
+  if (c->assoc_id == assoc_id) {
+    c->assoc_up = false;
+    c->assoc_id = 0;
+  }
+  c->sock_failed = true;
+  kick_tx(c);
 }
 
 bool Lowcomms::sctp_connect(const ConnPtr& c, int* err) {

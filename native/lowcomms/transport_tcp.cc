@@ -109,7 +109,7 @@ void Lowcomms::tcp_read(const std::shared_ptr<Socket>& s) {
     }
     const size_t have = left + size_t(r);
     size_t start = 0;
-    if (s->auth != auth::State::kOff && s->auth != auth::State::kDone) {
+    if (s->auth.state != auth::State::kOff && s->auth.state != auth::State::kDone) {
       // Nothing is read as DLM before the peer proved it holds the cluster key.
       bool fail = false;
       start = rx_auth(s, buf, have, &fail);
@@ -118,7 +118,7 @@ void Lowcomms::tcp_read(const std::shared_ptr<Socket>& s) {
         return;
       }
       if (!rx_socks_.count(s->id)) return;  // failed and dropped in rx_auth_check
-      if (s->auth != auth::State::kDone) {
+      if (s->auth.state != auth::State::kDone) {
         if (have - start > auth::kMaxPreAuthBytes) {
           rx_auth_failed(s, "data before authentication");
           return;

@@ -5,18 +5,19 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ConfigError, Lowcomms, type DlmMessage } from '../lib';
-import { nodeList, until } from './helpers/cluster';
-import { Checker, pump } from './helpers/traffic';
-import { testPort } from './helpers/transports';
+import { ConfigError, Lowcomms, type DlmMessage } from '../../lib';
+import { nodeList, until } from '../helpers/cluster';
+import { Checker, pump } from '../helpers/traffic';
+import { testPort, testTransports } from '../helpers/transports';
 
 const KEY = 'correct horse battery staple 42';
 
-describe('peer authentication', () => {
+for (const transport of testTransports())
+describe(`peer authentication over ${transport}`, () => {
   test('nodes holding the key exchange messages as usual, across kills and reconnects', async (t) => {
     const port = testPort();
-    const a = new Lowcomms({ nodeid: 1, nodes: nodeList(2), port, auth: { key: KEY } });
-    const b = new Lowcomms({ nodeid: 2, nodes: nodeList(2), port, auth: { key: KEY } });
+    const a = new Lowcomms({ nodeid: 1, nodes: nodeList(2), transport, port, auth: { key: KEY } });
+    const b = new Lowcomms({ nodeid: 2, nodes: nodeList(2), transport, port, auth: { key: KEY } });
     t.after(() => Promise.all([a.close({ flush: false }), b.close({ flush: false })]));
     const ck = new Checker();
     b.onMessage((m) => ck.check(m));
@@ -39,8 +40,8 @@ describe('peer authentication', () => {
   ] as const) {
     test(`a node with ${what} is refused and counted, and gets nothing in`, async (t) => {
       const port = testPort();
-      const a = new Lowcomms({ nodeid: 1, nodes: nodeList(2), port, auth: { key: KEY } });
-      const intruder = new Lowcomms({ nodeid: 2, nodes: nodeList(2), port, connectRetryMaxMs: 100, ...(intruderAuth ? { auth: intruderAuth } : {}) });
+      const a = new Lowcomms({ nodeid: 1, nodes: nodeList(2), transport, port, auth: { key: KEY } });
+      const intruder = new Lowcomms({ nodeid: 2, nodes: nodeList(2), transport, port, connectRetryMaxMs: 100, ...(intruderAuth ? { auth: intruderAuth } : {}) });
       t.after(() => Promise.all([a.close({ flush: false }), intruder.close({ flush: false })]));
       const got: DlmMessage[] = [];
       a.onMessage((m) => got.push(m));
@@ -56,9 +57,8 @@ describe('peer authentication', () => {
     });
   }
 
-  test('options: a short key, or auth with SCTP, is a ConfigError', () => {
-    assert.throws(() => new Lowcomms({ nodeid: 1, nodes: nodeList(2), auth: { key: 'short' } }), ConfigError);
-    assert.throws(() => new Lowcomms({ nodeid: 1, nodes: nodeList(2), transport: 'sctp', auth: { key: KEY } }), /TCP only/);
+  test('options: a key shorter than 16 bytes is a ConfigError', () => {
+    assert.throws(() => new Lowcomms({ nodeid: 1, nodes: nodeList(2), transport, auth: { key: 'short' } }), ConfigError);
   });
 
   test('cost: time to the first message on a new connection, with and without the handshake', async (t) => {
@@ -67,8 +67,8 @@ describe('peer authentication', () => {
       for (const mode of ['off', 'on'] as const) {
         const port = testPort();
         const opts = mode === 'on' ? { auth: { key: KEY } } : {};
-        const a = new Lowcomms({ nodeid: 1, nodes: nodeList(2), port, ...opts });
-        const b = new Lowcomms({ nodeid: 2, nodes: nodeList(2), port, ...opts });
+        const a = new Lowcomms({ nodeid: 1, nodes: nodeList(2), transport, port, ...opts });
+        const b = new Lowcomms({ nodeid: 2, nodes: nodeList(2), transport, port, ...opts });
         let got = 0;
         b.onMessage(() => got++);
         await a.start();
@@ -81,7 +81,7 @@ describe('peer authentication', () => {
       }
     }
     const med = (xs: number[]) => xs.sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
-    const line = `auth cost: first message on a new connection ${med(times.off!).toFixed(2)} ms without auth, ${med(times.on!).toFixed(2)} ms with (median of 5)`;
+    const line = `auth cost (${transport}): first message on a new connection ${med(times.off!).toFixed(2)} ms without auth, ${med(times.on!).toFixed(2)} ms with (median of 5)`;
     t.diagnostic(line);
     console.log(`# ${line}`);
   });
