@@ -36,6 +36,7 @@ void Lowcomms::rx_commands() {
     kill_nodes.swap(rx_kill_nodes_);
     replies.swap(rx_auth_replies_);
   }
+  for (uint32_t nodeid : kill_nodes) rx_kill_node(nodeid);
   for (const AuthReply& r : replies) rx_auth_reply(r);
   for (auto& s : add) {
     if (s->dead) continue;

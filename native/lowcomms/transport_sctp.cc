@@ -35,6 +35,18 @@ bool set_opt(int fd, int opt, const T& v) {
   return ::setsockopt(fd, SOL_SCTP, opt, &v, sizeof v) == 0;
 }
 
+// Attaches one SCTP_SNDINFO cmsg (association, flags, ppid) to a message.
+void attach_sndinfo(msghdr& mh, char* cbuf, size_t cbuf_len, const sctp_sndinfo& si) {
+  std::memset(cbuf, 0, cbuf_len);
+  mh.msg_control = cbuf;
+  mh.msg_controllen = cbuf_len;
+  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+  cm->cmsg_level = IPPROTO_SCTP;
+  cm->cmsg_type = SCTP_SNDINFO;
+  cm->cmsg_len = CMSG_LEN(sizeof si);
+  std::memcpy(CMSG_DATA(cm), &si, sizeof si);
+}
+
 const char* path_state_name(int s) {
   switch (s) {
     case SCTP_ADDR_AVAILABLE: return "available";
@@ -160,18 +172,12 @@ Lowcomms::ConnPtr Lowcomms::sctp_conn_of_assoc(int32_t assoc_id) {
 }
 
 void Lowcomms::sctp_abort(int32_t assoc_id) {
-  char cbuf[CMSG_SPACE(sizeof(sctp_sndinfo))] = {};
+  char cbuf[CMSG_SPACE(sizeof(sctp_sndinfo))];
   msghdr mh{};
-  mh.msg_control = cbuf;
-  mh.msg_controllen = sizeof cbuf;
-  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
-  cm->cmsg_level = IPPROTO_SCTP;
-  cm->cmsg_type = SCTP_SNDINFO;
-  cm->cmsg_len = CMSG_LEN(sizeof(sctp_sndinfo));
   sctp_sndinfo si{};
   si.snd_flags = SCTP_ABORT;
   si.snd_assoc_id = assoc_id;
-  std::memcpy(CMSG_DATA(cm), &si, sizeof si);
+  attach_sndinfo(mh, cbuf, sizeof cbuf, si);
   ::sendmsg(listen_fd_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
@@ -339,21 +345,15 @@ void Lowcomms::sctp_read() {
 }
 
 bool Lowcomms::sctp_send_ctrl(int32_t assoc_id, const uint8_t* data, size_t len) {
-  char cbuf[CMSG_SPACE(sizeof(sctp_sndinfo))] = {};
+  char cbuf[CMSG_SPACE(sizeof(sctp_sndinfo))];
   iovec iov{const_cast<uint8_t*>(data), len};
   msghdr mh{};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
-  mh.msg_control = cbuf;
-  mh.msg_controllen = sizeof cbuf;
-  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
-  cm->cmsg_level = IPPROTO_SCTP;
-  cm->cmsg_type = SCTP_SNDINFO;
-  cm->cmsg_len = CMSG_LEN(sizeof(sctp_sndinfo));
   sctp_sndinfo si{};
   si.snd_assoc_id = assoc_id;
   si.snd_ppid = kAuthPpid;
-  std::memcpy(CMSG_DATA(cm), &si, sizeof si);
+  attach_sndinfo(mh, cbuf, sizeof cbuf, si);
   return ::sendmsg(listen_fd_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT) == ssize_t(len);
 }
 
@@ -457,13 +457,7 @@ void Lowcomms::sctp_flush(const ConnPtr& c) {
       std::memset(&msgs[i], 0, sizeof msgs[i]);
       msgs[i].msg_hdr.msg_iov = &iov[i];
       msgs[i].msg_hdr.msg_iovlen = 1;
-      msgs[i].msg_hdr.msg_control = cbufs[i];
-      msgs[i].msg_hdr.msg_controllen = sizeof cbufs[i];
-      cmsghdr* cm = CMSG_FIRSTHDR(&msgs[i].msg_hdr);
-      cm->cmsg_level = IPPROTO_SCTP;
-      cm->cmsg_type = SCTP_SNDINFO;
-      cm->cmsg_len = CMSG_LEN(sizeof si);
-      std::memcpy(CMSG_DATA(cm), &si, sizeof si);
+      attach_sndinfo(msgs[i].msg_hdr, cbufs[i], sizeof cbufs[i], si);
     }
     const int r = ::sendmmsg(listen_fd_.get(), msgs, unsigned(n), MSG_NOSIGNAL | MSG_DONTWAIT);
     c->ctr.tx_syscalls++;

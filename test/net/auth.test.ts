@@ -32,6 +32,7 @@ describe(`peer authentication over ${transport}`, () => {
     await until(() => ck.received === 20_000, 20_000, 'all delivered');
     assert.deepEqual(ck.errors, []);
     assert.equal(a.stats().authFailures + b.stats().authFailures, 0);
+    assert.ok(a.stats().nodes[0]!.connects > 1, 'the kills forced reconnects, each authenticated again');
   });
 
   for (const [what, intruderAuth] of [
