@@ -71,10 +71,10 @@ struct Connection {
   uint32_t retries = 0;
   size_t addr_idx = 0;
 
-  // Receive-thread state (SCTP): a message delivered in parts (no MSG_EOR yet), and the
-  // peer authentication of the current association.
+  // Receive-thread state (SCTP): a message delivered in parts (no MSG_EOR yet); which
+  // association passed the authentication handshake.
   std::vector<uint8_t> sctp_partial;
-  auth::Session sctp_auth;
+  std::atomic<int32_t> sctp_authed_assoc{0};   // the association proven, 0 if none (send thread reads)
 
   ConnCounters ctr;
 };

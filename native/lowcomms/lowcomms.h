@@ -171,6 +171,7 @@ class Lowcomms {
   void sctp_auth_message(const ConnPtr& c, int32_t assoc_id, const uint8_t* data, size_t len);
   void sctp_auth_reply(int32_t assoc_id, const uint8_t* proof, const uint8_t* expected);
   void sctp_auth_failed(const ConnPtr& c, int32_t assoc_id, const char* why);
+  void sctp_auth_verified(const ConnPtr& c, int32_t assoc_id, int verdict);
   bool sctp_send_ctrl(int32_t assoc_id, const uint8_t* data, size_t len);
 
   // TCP (transport_tcp.cc).
@@ -225,6 +226,9 @@ class Lowcomms {
   std::vector<AuthReply> rx_auth_replies_;
   std::unordered_map<uint64_t, std::shared_ptr<Socket>> rx_socks_;  // rx thread only
   std::unordered_map<int32_t, uint32_t> assoc_nodes_;               // rx thread only (SCTP)
+  // Authentication handshakes by association: an old and a new association of one
+  // node can overlap for a moment (rx thread only).
+  std::unordered_map<int32_t, auth::Session> sctp_sessions_;
   std::atomic<uint64_t> next_sock_id_{16};  // below 16: reserved epoll keys
   std::unique_ptr<Batch> batch_;
   std::atomic<size_t> rx_pending_{0};

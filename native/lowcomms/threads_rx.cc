@@ -54,6 +54,7 @@ void Lowcomms::rx_commands() {
     for (auto it = assoc_nodes_.begin(); it != assoc_nodes_.end();) {
       if (it->second == nodeid) {
         sctp_abort(it->first);
+        sctp_sessions_.erase(it->first);
         it = assoc_nodes_.erase(it);
       } else {
         ++it;
@@ -175,15 +176,18 @@ void Lowcomms::rx_kill_node(uint32_t nodeid) {
       continue;
     }
     sctp_abort(it->first);
+    sctp_sessions_.erase(it->first);
+    it = assoc_nodes_.erase(it);
+  }
+  if (cfg_.transport == Transport::kSctp) {
+    // Every association with the node is gone, whichever id the send thread knew it by.
     if (ConnPtr c = find(nodeid)) {
-      if (c->assoc_id == it->first) {
-        c->assoc_up = false;
-        c->assoc_id = 0;
-      }
+      c->assoc_up = false;
+      c->assoc_id = 0;
+      c->sctp_authed_assoc = 0;
       c->sock_failed = true;
       kick_tx(c);
     }
-    it = assoc_nodes_.erase(it);
   }
 }
 

@@ -106,7 +106,7 @@ void Lowcomms::tx_service(const ConnPtr& c, int64_t now) {
       int err = 0;
       if (sctp) {
         // With authentication, the association carries DLM only once the peer proved the key.
-        if (c->assoc_up && (!cfg_.auth || c->sctp_auth.state == auth::State::kDone)) {
+        if (c->assoc_up && (!cfg_.auth || (c->sctp_authed_assoc != 0 && c->sctp_authed_assoc == c->assoc_id))) {
           tx_connected(c);
         } else if (c->retry_at_ns && now >= c->retry_at_ns) {
           c->retry_at_ns = 0;
@@ -147,6 +147,11 @@ void Lowcomms::tx_service(const ConnPtr& c, int64_t now) {
         tx_lost(c, ECONNRESET, "association down");
         return;
       }
+      if (sctp && cfg_.auth && c->sctp_authed_assoc != c->assoc_id) {
+        // A new association under us, its handshake not done: nothing may go out yet.
+        tx_lost(c, ECONNRESET, "association replaced");
+        return;
+      }
       if (!cfg_.flush.immediate && unsent < cfg_.flush.min_bytes) {
         if (unsent == 0) return;
         if (!c->flush_at_ns) c->flush_at_ns = now + int64_t(cfg_.flush.delay_us) * 1000;
@@ -181,7 +186,8 @@ void Lowcomms::tx_connect(const ConnPtr& c, int64_t now) {
     // The association comes up asynchronously (COMM_UP); give it a deadline.
     c->retry_at_ns = now + int64_t(cfg_.sctp.init_max_attempts) * cfg_.sctp.init_max_timeo_ms * kMs +
                      kMs * 1000;
-    if (c->assoc_up && (!cfg_.auth || c->sctp_auth.state == auth::State::kDone)) tx_connected(c);
+    if (c->assoc_up && (!cfg_.auth || (c->sctp_authed_assoc != 0 && c->sctp_authed_assoc == c->assoc_id)))
+      tx_connected(c);
   }
 }
 

@@ -201,6 +201,7 @@ void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
           nodeid = nodeid_of(reinterpret_cast<sockaddr*>(&ss));
           addr = addr_to_string(reinterpret_cast<sockaddr*>(&ss));
         }
+        if (addr == "?") return;  // already gone again; data, if any, is mapped by its source
         ConnPtr c = nodeid && nodeid != cfg_.local_nodeid ? find(nodeid) : nullptr;
         if (!c) {
           gctr_.rejected++;
@@ -228,8 +229,9 @@ void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
         c->assoc_id = 0;
         c->sock_failed = true;
       }
+      sctp_sessions_.erase(id);
+      if (c->sctp_authed_assoc == id) c->sctp_authed_assoc = 0;
       c->sctp_partial.clear();
-      c->sctp_auth.reset();
       emit(Event{"assoc", c->nodeid, "", assoc_state_name(ac.sac_state), id});
       kick_tx(c);
       return;
@@ -305,6 +307,13 @@ void Lowcomms::sctp_read() {
         continue;
       }
       assoc_nodes_[assoc_id] = c->nodeid;
+      if (!c->assoc_up) {
+        // Its COMM_UP went unanswered (the association was briefly unreadable): adopt it.
+        c->assoc_id = assoc_id;
+        c->assoc_up = true;
+        if (cfg_.auth) sctp_auth_start(*c, assoc_id);
+        kick_tx(c);
+      }
     }
     const uint8_t* data = sctp_buf_.data();
     size_t len = size_t(r);
@@ -313,7 +322,7 @@ void Lowcomms::sctp_read() {
         sctp_auth_message(c, assoc_id, data, len);
         continue;
       }
-      if (c->sctp_auth.state != auth::State::kDone) {
+      if (c->sctp_authed_assoc != assoc_id) {
         sctp_auth_failed(c, assoc_id, "data before authentication");
         continue;
       }
@@ -358,38 +367,50 @@ bool Lowcomms::sctp_send_ctrl(int32_t assoc_id, const uint8_t* data, size_t len)
 }
 
 void Lowcomms::sctp_auth_start(Connection& c, int32_t assoc_id) {
+  auth::Session& sess = sctp_sessions_[assoc_id];
   uint8_t hello[auth::kHelloLen];
-  if (!c.sctp_auth.start(cfg_.local_nodeid, hello) || !sctp_send_ctrl(assoc_id, hello, sizeof hello)) {
-    if (ConnPtr cp = find(c.nodeid)) sctp_auth_failed(cp, assoc_id, "could not send HELLO");
-  }
+  // A send that fails means the association is already going: its COMM_LOST follows.
+  if (!sess.start(cfg_.local_nodeid, hello) || !sctp_send_ctrl(assoc_id, hello, sizeof hello))
+    sctp_sessions_.erase(assoc_id);
+  (void)c;
 }
 
 void Lowcomms::sctp_auth_message(const ConnPtr& c, int32_t assoc_id, const uint8_t* data, size_t len) {
-  const auth::Step st = auth::consume(c->sctp_auth, c->nodeid, data, len);
+  // A handshake on an association we have not greeted yet (its COMM_UP is still to come).
+  if (!sctp_sessions_.count(assoc_id)) sctp_auth_start(*c, assoc_id);
+  auto it = sctp_sessions_.find(assoc_id);
+  if (it == sctp_sessions_.end()) return;  // gone already
+  auth::Session& sess = it->second;
+  const auth::Step st = auth::consume(sess, c->nodeid, data, len);
   if (st.bad || st.consumed != len) {
     sctp_auth_failed(c, assoc_id, "not a lowcomms authentication handshake");
     return;
   }
-  if (st.peer_nonce)
-    emit_auth_request(c->nodeid, c->sctp_auth, st.peer_nonce, kSctpAuthReply | uint32_t(assoc_id));
-  if (!st.got_proof) return;
-  const int v = auth::verify(c->sctp_auth);
-  if (v < 0) sctp_auth_failed(c, assoc_id, "wrong cluster key");
-  if (v > 0) kick_tx(c);
+  if (st.peer_nonce) emit_auth_request(c->nodeid, sess, st.peer_nonce, kSctpAuthReply | uint32_t(assoc_id));
+  if (st.got_proof) sctp_auth_verified(c, assoc_id, auth::verify(sess));
 }
 
 void Lowcomms::sctp_auth_reply(int32_t assoc_id, const uint8_t* proof, const uint8_t* expected) {
   ConnPtr c = sctp_conn_of_assoc(assoc_id);
-  if (!c || c->sctp_auth.state != auth::State::kAwaitProof || c->sctp_auth.have_expected) return;
+  auto it = sctp_sessions_.find(assoc_id);
+  if (!c || it == sctp_sessions_.end()) return;
+  auth::Session& sess = it->second;
+  if (sess.state != auth::State::kAwaitProof || sess.have_expected) return;
   if (!sctp_send_ctrl(assoc_id, proof, auth::kProofLen)) {
-    sctp_auth_failed(c, assoc_id, "could not send PROOF");
+    sctp_sessions_.erase(it);  // the association is going
     return;
   }
-  std::memcpy(c->sctp_auth.expected, expected, auth::kMacLen);
-  c->sctp_auth.have_expected = true;
-  const int v = auth::verify(c->sctp_auth);
-  if (v < 0) sctp_auth_failed(c, assoc_id, "wrong cluster key");
-  if (v > 0) kick_tx(c);
+  std::memcpy(sess.expected, expected, auth::kMacLen);
+  sess.have_expected = true;
+  sctp_auth_verified(c, assoc_id, auth::verify(sess));
+}
+
+void Lowcomms::sctp_auth_verified(const ConnPtr& c, int32_t assoc_id, int verdict) {
+  if (verdict < 0) sctp_auth_failed(c, assoc_id, "wrong cluster key");
+  if (verdict > 0) {
+    c->sctp_authed_assoc = assoc_id;
+    kick_tx(c);  // it may now send on this association
+  }
 }
 
 void Lowcomms::sctp_auth_failed(const ConnPtr& c, int32_t assoc_id, const char* why) {
@@ -397,7 +418,8 @@ void Lowcomms::sctp_auth_failed(const ConnPtr& c, int32_t assoc_id, const char* 
   emit(Event{"reject", c->nodeid, why, "auth", 0});
   sctp_abort(assoc_id);
   assoc_nodes_.erase(assoc_id);
-  c->sctp_auth.reset();
+  sctp_sessions_.erase(assoc_id);
+  if (c->sctp_authed_assoc == assoc_id) c->sctp_authed_assoc = 0;
   if (c->assoc_id == assoc_id) {
     c->assoc_up = false;
     c->assoc_id = 0;
