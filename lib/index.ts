@@ -16,6 +16,7 @@ export {
   type CloseResult,
 } from './lowcomms';
 export { MessageBatch, type DlmMessage } from './message';
-export { NodeTable, type NodeConfig } from './nodetable';
+export { NodeTable, normalizeAddress, MAX_ADDRS_PER_NODE, type NodeConfig, type LoadOptions } from './nodetable';
+export { parseCorosyncConf, parseCorosyncNodelist } from './corosync';
 export * from './errors';
 export * from './dlm';
