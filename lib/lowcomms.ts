@@ -93,8 +93,8 @@ export interface LowcommsOptions {
    * Peer authentication (beyond the kernel, so off by default: kernel DLM peers cannot
    * do it). Every node holds the same key; when a connection comes up, both sides prove
    * it with HMAC-SHA256 over both nodeids and fresh nonces before any message is read or
-   * sent (TCP: per connection; SCTP: per association). A peer without the key is
-   * refused and counted (stats().authFailures).
+   * sent. A peer without the key is refused and counted (stats().authFailures). TCP
+   * only for now: with SCTP (or 'detect') it is a ConfigError.
    */
   auth?: { key: string | Uint8Array };
   /** TCP_USER_TIMEOUT: a peer that acks nothing for this long is dead. Default 10000. */
@@ -193,12 +193,17 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       throw new ConfigError(`local nodeid ${this.nodeid} is not in the node table`);
     if (opts.port !== undefined) positiveInt('port', opts.port, 65535);
     if (opts.mark !== undefined) positiveInt('mark', opts.mark);
+    const t0 = opts.transport ?? 'tcp';
     if (opts.auth !== undefined) {
       const k = opts.auth?.key;
       if (typeof k !== 'string' && !(k instanceof Uint8Array))
         throw new ConfigError('auth.key must be a string or bytes');
       this.authKey = Buffer.from(k);
       if (this.authKey.length < 16) throw new ConfigError('auth.key must be at least 16 bytes');
+      // The per-association handshake exists natively but still fails spuriously while
+      // associations are being replaced (repeated aborts): not offered until it holds.
+      if (t0 === 'sctp' || t0 === 'detect')
+        throw new ConfigError("auth is implemented for TCP only (use transport 'tcp'); SCTP associations are not authenticated yet");
     }
     if (opts.protocol !== undefined && opts.protocol !== '3.1' && opts.protocol !== '3.2')
       throw new ConfigError(`protocol must be '3.1' or '3.2', got ${String(opts.protocol)}`);

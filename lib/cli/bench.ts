@@ -159,7 +159,7 @@ async function benchTransport(
     nodes,
     transport,
     port,
-    ...(o.auth ? { auth: { key: `bench-${port}-${process.pid}-cluster-key` } } : {}),
+    ...(o.auth && transport === 'tcp' ? { auth: { key: `bench-${port}-${process.pid}-cluster-key` } } : {}),
   };
   const procs = nodes.map(() => new NodeProc(main));
   const runs: BenchRun[] = [];
@@ -309,7 +309,7 @@ export async function runBench(o: BenchOptions, progress: Progress, main: string
         immediate: 'flush() after every send(): one native submit per message',
       },
       midcomms: '3.2 (sequence numbers, acks) on',
-      auth: o.auth ? 'peer authentication on' : 'off',
+      auth: o.auth ? 'peer authentication on (TCP runs)' : 'off',
     },
     runs: [],
     baselines: [],

@@ -5,14 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ConfigError, Lowcomms, type DlmMessage } from '../../lib';
-import { nodeList, until } from '../helpers/cluster';
-import { Checker, pump } from '../helpers/traffic';
-import { testPort, testTransports } from '../helpers/transports';
+import { ConfigError, Lowcomms, type DlmMessage } from '../lib';
+import { nodeList, until } from './helpers/cluster';
+import { Checker, pump } from './helpers/traffic';
+import { testPort } from './helpers/transports';
 
 const KEY = 'correct horse battery staple 42';
 
-for (const transport of testTransports())
+// TCP: SCTP associations are not authenticated yet (see the last test).
+const transport = 'tcp' as const;
+
 describe(`peer authentication over ${transport}`, () => {
   test('nodes holding the key exchange messages as usual, across kills and reconnects', async (t) => {
     const port = testPort();
@@ -62,8 +64,9 @@ describe(`peer authentication over ${transport}`, () => {
     });
   }
 
-  test('options: a key shorter than 16 bytes is a ConfigError', () => {
+  test('options: a key shorter than 16 bytes, or auth with SCTP, is a ConfigError', () => {
     assert.throws(() => new Lowcomms({ nodeid: 1, nodes: nodeList(2), transport, auth: { key: 'short' } }), ConfigError);
+    assert.throws(() => new Lowcomms({ nodeid: 1, nodes: nodeList(2), transport: 'sctp', auth: { key: KEY } }), /TCP only/);
   });
 
   test('cost: time to the first message on a new connection, with and without the handshake', async (t) => {
