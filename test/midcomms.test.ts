@@ -1,0 +1,207 @@
+/**
+ * midcomms 3.2 against a scripted raw peer (kernel-dlm.md §3): the DLM_FIN handshake
+ * (§3.6) in its active, simultaneous and passive forms, close() giving up on a silent
+ * peer, and the ack thresholds (§3.3: an ACK at once past 256 in-order deliveries, and
+ * one piggy-backed in front of our next send past 32).
+ *
+ * lowcomms is node 1; node 2 is a raw peer (test/helpers/rawpeer.ts). Each test has its
+ * own instance with ackDelayMs far beyond the test, so every ACK on the wire is one the
+ * protocol sends without waiting; the frame order on the wire is checked exactly.
+ */
+import assert from 'node:assert/strict';
+import { test, type TestContext } from 'node:test';
+import { Lowcomms, type LowcommsOptions } from '../lib';
+import { until } from './helpers/cluster';
+import { CMD, RawPeer, ack, describeFrame, fin, isAck, isFin, seqMsg, type Frame } from './helpers/rawpeer';
+import { testPort } from './helpers/transports';
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** A compact text form of frames, to compare whole sequences. */
+const show = (fs: Frame[]) => fs.map(describeFrame);
+const MSG = (seq: number) => `3.2 OPTS seq ${seq} next ${CMD.MSG} len ${24 + 16 + 2}`; // 2-byte bodies
+const FIN = (seq: number) => `3.2 OPTS seq ${seq} next ${CMD.FIN} len 40`;
+const ACK = (seq: number) => `3.2 ACK ${seq}`;
+
+async function setup(t: TestContext, options: Partial<LowcommsOptions> = {}) {
+  const port = testPort();
+  const p2 = await RawPeer.start({ nodeid: 2, addr: '127.0.0.2', port, target: '127.0.0.1' });
+  const comms = new Lowcomms({
+    nodeid: 1,
+    nodes: [
+      { nodeid: 1, addrs: ['127.0.0.1'] },
+      { nodeid: 2, addrs: ['127.0.0.2'] },
+    ],
+    port,
+    ackDelayMs: 600_000,
+    ...options,
+  });
+  const got: string[] = [];
+  const closed: number[] = [];
+  const dropped: { nodeid: number; count: number; reason: string }[] = [];
+  comms.onMessage((m) => got.push(m.body.toString()));
+  comms.on('closed', (e) => closed.push(e.nodeid));
+  comms.on('dropped', (e) => dropped.push(e));
+  comms.on('error', () => undefined);
+  await comms.start();
+  t.after(async () => {
+    await comms.close({ flush: false }).catch(() => undefined); // already closing/closed
+    await p2.close();
+  });
+  const node = () => comms.stats().nodes.find((n) => n.nodeid === 2)!;
+  // Our first message opens our connection to node 2 before it speaks (seq 0).
+  comms.send(2, { lockspace: 1, body: 'm0' });
+  await p2.waitCount(1, 'our first message');
+  return { comms, p2, got, closed, dropped, node, port };
+}
+
+test('active close: FIN_WAIT1 -> FIN_WAIT2 -> CLOSED; close() resolves flushed', async (t) => {
+  const { comms, p2, got, node } = await setup(t);
+  await p2.send(seqMsg(0, 2, 'p0'));
+  await until(() => got.length === 1, 5000, 'p0');
+  const m = p2.mark();
+  const closing = comms.close({ timeoutMs: 5000 });
+  await p2.waitFor(isFin, 'our FIN', { from: m });
+  // What we delivered is acked first, then the FIN (seq 1) follows.
+  assert.deepEqual(show(p2.since(m)), [ACK(1), FIN(1)]);
+  assert.equal(node().state, 'fin_wait1');
+  await p2.send(ack(2, 2)); // acks m0 and the FIN
+  await until(() => node().state === 'fin_wait2', 2000, 'fin_wait2');
+  assert.equal(node().unacked, 0);
+  await p2.send(fin(1, 2)); // the peer's own FIN (its seq 0 was p0)
+  const res = await closing;
+  assert.deepEqual(res, { flushed: true, unacked: {} });
+  // Our last word: the ACK of the peer's FIN, on the wire before close() returned.
+  assert.deepEqual(show(p2.since(m)), [ACK(1), FIN(1), ACK(2)]);
+});
+
+test('simultaneous close: the peer\'s FIN crosses ours (FIN_WAIT1 -> CLOSING -> CLOSED)', async (t) => {
+  const { comms, p2, node } = await setup(t);
+  const m = p2.mark();
+  const closing = comms.close({ timeoutMs: 5000 });
+  await p2.waitFor(isFin, 'our FIN', { from: m });
+  assert.deepEqual(show(p2.since(m)), [FIN(1)]);
+  await p2.send(fin(0, 2)); // before acking ours
+  await until(() => node().state === 'closing', 2000, 'closing');
+  await p2.waitFor(isAck(1), 'the ACK of the peer\'s FIN', { from: m });
+  await p2.send(ack(2, 2));
+  const res = await closing;
+  assert.deepEqual(res, { flushed: true, unacked: {} });
+  assert.deepEqual(show(p2.since(m)), [FIN(1), ACK(1)]);
+});
+
+test('passive close: peer FIN -> ACK at once + our FIN (LAST_ACK) -> peer ACK -> closed event, seqs reset to 0', async (t) => {
+  const { comms, p2, got, closed, dropped, node } = await setup(t);
+  await p2.send(seqMsg(0, 2, 'p0'));
+  await until(() => got.length === 1, 5000, 'p0');
+  const m = p2.mark();
+  await p2.send(fin(1, 2));
+  await p2.waitFor(isFin, 'our FIN', { from: m });
+  // The FIN is acked without waiting (ackDelayMs is 10 minutes here), then ours (seq 1) follows.
+  assert.deepEqual(show(p2.since(m)), [ACK(2), FIN(1)]);
+  assert.equal(node().state, 'last_ack');
+  assert.equal(node().finsRcvd, 1);
+
+  // In LAST_ACK we may not send: a send() is dropped and reported, nothing goes out.
+  comms.send(2, { lockspace: 1, body: 'too late' });
+  await until(() => dropped.length === 1, 2000, "a 'dropped' event");
+  assert.deepEqual(dropped[0], { nodeid: 2, count: 1, reason: 'closing' });
+  // ... nor receive: a frame from the peer after its FIN is not delivered.
+  await p2.send(seqMsg(2, 2, 'after fin'));
+  await sleep(50);
+  assert.deepEqual(got, ['p0']);
+
+  await p2.send(ack(2, 2)); // acks m0 and our FIN
+  await until(() => closed.includes(2), 2000, "the 'closed' event");
+  const s = node();
+  assert.equal(s.state, 'closed');
+  assert.equal(s.seqSend, 0);
+  assert.equal(s.seqNext, 0);
+  assert.equal(s.unacked, 0);
+  assert.equal(s.version, 'unknown', 'the version is detected again');
+  assert.deepEqual(show(p2.since(m)), [ACK(2), FIN(1)], 'nothing after our FIN (no "too late")');
+
+  // A new session starts from seq 0 both ways, on the same connection.
+  const m2 = p2.mark();
+  comms.send(2, { lockspace: 1, body: 'n0' });
+  const [f] = await p2.waitCount(1, 'the first frame of the new session', { from: m2 });
+  assert.deepEqual(show([f!]), [MSG(0)]);
+  await p2.send(seqMsg(0, 2, 'q0'));
+  await until(() => got.includes('q0'), 2000, 'q0 (seq 0 again)');
+  assert.equal(node().state, 'established');
+  assert.equal(p2.inbound.length, 1, 'one connection throughout');
+});
+
+test('close() against a peer that never answers times out: flushed false, unacked reported', async (t) => {
+  const { comms, p2 } = await setup(t);
+  const m = p2.mark();
+  const t0 = Date.now();
+  const res = await comms.close({ timeoutMs: 300 });
+  const took = Date.now() - t0;
+  assert.deepEqual(res, { flushed: false, unacked: { 2: 2 } }, 'm0 and the FIN');
+  assert.ok(took >= 290 && took < 2000, `took ${took} ms`);
+  assert.deepEqual(show(p2.since(m)), [FIN(1)]);
+});
+
+test('close() against a peer that acks our FIN but never sends its own: stuck in FIN_WAIT2, flushed false', async (t) => {
+  const { comms, p2, node } = await setup(t);
+  const m = p2.mark();
+  const closing = comms.close({ timeoutMs: 400 });
+  await p2.waitFor(isFin, 'our FIN', { from: m });
+  await p2.send(ack(2, 2));
+  await until(() => node().state === 'fin_wait2', 2000, 'fin_wait2');
+  const res = await closing;
+  assert.deepEqual(res, { flushed: false, unacked: {} });
+});
+
+test('ack threshold: receive-only traffic is acked at once after the 257th in-order message (> 256)', async (t) => {
+  const { p2, got, node } = await setup(t);
+  const frames = (from: number, n: number) =>
+    Array.from({ length: n }, (_, i) => seqMsg(from + i, 2, `r${from + i}`));
+  const m = p2.mark();
+  await p2.send(frames(0, 256));
+  await until(() => got.length === 256, 5000, '256 messages');
+  await sleep(150);
+  assert.equal(p2.since(m).filter(isAck()).length, 0, 'no ACK at 256');
+  await p2.send(frames(256, 1));
+  const a = await p2.waitFor(isAck(), 'the ACK after 257', { from: m, ms: 2000 });
+  assert.equal(a.word, 257);
+  // The count starts again from that ACK.
+  const m2 = p2.mark();
+  await p2.send(frames(257, 256));
+  await until(() => got.length === 513, 5000, '513 messages');
+  await sleep(150);
+  assert.equal(p2.since(m2).filter(isAck()).length, 0, 'no ACK at 256 more');
+  await p2.send(frames(513, 1));
+  const b = await p2.waitFor(isAck(), 'the second ACK', { from: m2, ms: 2000 });
+  assert.equal(b.word, 514);
+  assert.equal(node().acksSent, 2);
+});
+
+test('piggy-back: past 32 delivered, our next send carries ACK(seq_next) right in front of it', async (t) => {
+  const { comms, p2, got } = await setup(t);
+  const frames = (from: number, n: number) =>
+    Array.from({ length: n }, (_, i) => seqMsg(from + i, 2, `r${from + i}`));
+  await p2.send(frames(0, 32));
+  await until(() => got.length === 32, 5000, '32 messages');
+  let m = p2.mark();
+  comms.send(2, { lockspace: 1, body: 's1' });
+  await p2.waitCount(1, 's1', { from: m });
+  await sleep(100);
+  assert.deepEqual(show(p2.since(m)), [MSG(1)], '32 delivered: no ACK yet');
+
+  await p2.send(frames(32, 1));
+  await until(() => got.length === 33, 5000, '33 messages');
+  await sleep(100);
+  assert.equal(p2.since(m).filter(isAck()).length, 0, 'receiving alone does not ack below 257');
+  m = p2.mark();
+  comms.send(2, { lockspace: 1, body: 's2' });
+  await p2.waitCount(2, 'ACK + s2', { from: m });
+  assert.deepEqual(show(p2.since(m)), [ACK(33), MSG(2)]);
+
+  m = p2.mark();
+  comms.send(2, { lockspace: 1, body: 's3' });
+  await p2.waitCount(1, 's3', { from: m });
+  await sleep(50);
+  assert.deepEqual(show(p2.since(m)), [MSG(3)], 'the ACK reset the count');
+});
