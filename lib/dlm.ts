@@ -21,6 +21,9 @@ export const DLM_OPTS_LEN = 24;
 export const DLM_MAX_SOCKET_BUFSIZE = 4096;
 /** The largest application message: the 24-byte DLM_OPTS wrapper must still fit. */
 export const DLM_MAX_APP_BUFSIZE = DLM_MAX_SOCKET_BUFSIZE - DLM_OPTS_LEN;
+/** sizeof(struct dlm_message) and sizeof(struct dlm_rcom): a kernel receiver drops anything shorter. */
+export const DLM_MSG_MIN_LEN = 88;
+export const DLM_RCOM_MIN_LEN = 48;
 /** The default cluster port (configfs tcp_port). */
 export const DLM_DEFAULT_PORT = 21064;
 

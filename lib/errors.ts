@@ -40,14 +40,21 @@ export class UnknownNodeError extends LowcommsError {
   }
 }
 
-/** A message outside the kernel's size limits (16..4096 on the wire, 4072 for the app). */
+/**
+ * A message outside the kernel's size limits: 16..4096 bytes on the wire, at most 4072 for
+ * the application; with kernelMinimums also at least 88 for DLM_MSG and 48 for DLM_RCOM.
+ */
 export class MessageSizeError extends LowcommsError {
   readonly size: number;
+  /** The largest size allowed. */
   readonly limit: number;
-  constructor(size: number, limit: number, what = 'message') {
-    super('ERR_LOWCOMMS_MSG_SIZE', `${what} of ${size} bytes is outside the limit (max ${limit})`);
+  /** The smallest size allowed. */
+  readonly min: number;
+  constructor(size: number, limit: number, what = 'message', min = 16) {
+    super('ERR_LOWCOMMS_MSG_SIZE', `${what} of ${size} bytes is outside the limits (min ${min}, max ${limit})`);
     this.size = size;
     this.limit = limit;
+    this.min = min;
   }
 }
 
@@ -102,12 +109,25 @@ export class NativeError extends LowcommsError {
   }
 }
 
-/** A peer broke the protocol (malformed frame, impossible ack): its connection was closed. */
+/**
+ * Why a PeerError was raised:
+ * - 'bad_frame': the peer sent something that cannot be framed (a length outside
+ *   [16, 4096], a malformed SCTP message); its connection or association was closed and
+ *   stats().nodes[].badFrames counts it. It reconnects, and midcomms resends.
+ * - 'peer_state': the peer's midcomms state disagrees with ours (it acked messages we
+ *   never sent, as after a restart without FIN); the frame was ignored and counted
+ *   (badAcks), and the connection stays up.
+ */
+export type PeerErrorReason = 'bad_frame' | 'peer_state';
+
+/** A peer broke the protocol; `reason` says what was done about it. */
 export class PeerError extends LowcommsError {
   readonly nodeid: number;
-  constructor(nodeid: number, message: string) {
+  readonly reason: PeerErrorReason;
+  constructor(nodeid: number, message: string, reason: PeerErrorReason = 'bad_frame') {
     super('ERR_LOWCOMMS_PEER', message);
     this.nodeid = nodeid;
+    this.reason = reason;
   }
 }
 

@@ -12,7 +12,7 @@ import {
   type NativeNodeStats,
   type NativeOptions,
 } from '../binding';
-import { DLM_DEFAULT_PORT, DLM_HEADER_LEN, DLM_MAX_APP_BUFSIZE, DLM_MSG, DLM_RCOM } from './dlm';
+import { DLM_DEFAULT_PORT, DLM_HEADER_LEN, DLM_MAX_APP_BUFSIZE, DLM_MSG, DLM_MSG_MIN_LEN, DLM_RCOM, DLM_RCOM_MIN_LEN } from './dlm';
 import {
   AddressInUseError,
   ConfigError,
@@ -81,7 +81,11 @@ export interface LowcommsOptions {
     /** Delivered to the application and not yet consumed; past it reading stops. Default 8 MiB. */
     maxRxPendingBytes?: number;
   };
-  /** Enforce the kernel's minimum sizes of DLM_MSG (88) and DLM_RCOM (48) on receive. */
+  /**
+   * Enforce the kernel's minimum sizes of DLM_MSG (88) and DLM_RCOM (48): on receive a
+   * shorter message is skipped, and send() refuses one (MessageSizeError), since a kernel
+   * receiver would skip it too. Set it when kernel DLM nodes are in the cluster.
+   */
   kernelMinimums?: boolean;
   /**
    * '3.2' (default): midcomms, sequence numbers, acks, resend after reconnect, FIN.
@@ -183,6 +187,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
   private readonly holds = new WeakMap<MessageBatch, number>();
   private boundPort = 0;
   private readonly authKey: Buffer | undefined;
+  private readonly kernelMinimums: boolean;
 
   constructor(opts: LowcommsOptions) {
     super();
@@ -205,6 +210,9 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       if (t0 === 'sctp' || t0 === 'detect')
         throw new ConfigError("auth is implemented for TCP only (use transport 'tcp'); SCTP associations are not authenticated yet");
     }
+    if (opts.kernelMinimums !== undefined && typeof opts.kernelMinimums !== 'boolean')
+      throw new ConfigError('kernelMinimums must be a boolean');
+    this.kernelMinimums = opts.kernelMinimums ?? false;
     if (opts.protocol !== undefined && opts.protocol !== '3.1' && opts.protocol !== '3.2')
       throw new ConfigError(`protocol must be '3.1' or '3.2', got ${String(opts.protocol)}`);
     const t = opts.transport ?? 'tcp';
@@ -310,6 +318,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       if (hlen !== msg.length)
         throw new MessageError(`raw message h_length ${hlen} does not match its ${msg.length} bytes`);
       checkCmd(msg[14]!);
+      if (this.kernelMinimums) checkKernelMinimum(msg[14]!, msg.length);
       return sender.stage(nodeid, 0, 0, msg, true);
     }
     const body = typeof msg.body === 'string' ? Buffer.from(msg.body) : (msg.body ?? EMPTY);
@@ -317,6 +326,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       throw new MessageSizeError(DLM_HEADER_LEN + body.length, DLM_MAX_APP_BUFSIZE);
     const cmd = msg.cmd ?? DLM_MSG;
     checkCmd(cmd);
+    if (this.kernelMinimums) checkKernelMinimum(cmd, DLM_HEADER_LEN + body.length);
     return sender.stage(nodeid, msg.lockspace ?? 0, cmd, body, false);
   }
 
@@ -597,7 +607,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
         if (this.listenerCount('error') === 0) return;
         const err =
           ev.code === 'bad_frame' || ev.code === 'peer_state'
-            ? new PeerError(ev.nodeid, `node ${ev.nodeid}: ${ev.detail}`)
+            ? new PeerError(ev.nodeid, `node ${ev.nodeid}: ${ev.detail}`, ev.code)
             : new NativeError(`node ${ev.nodeid}: ${ev.detail}`, ev.value);
         this.emit('error', err);
         return;
@@ -675,6 +685,13 @@ class BatchQueue implements AsyncIterableIterator<DlmMessage> {
 function checkCmd(cmd: number): void {
   if (cmd !== DLM_MSG && cmd !== DLM_RCOM)
     throw new MessageError(`h_cmd ${cmd}: only DLM_MSG (1) and DLM_RCOM (2) carry application messages`);
+}
+
+// A kernel receiver (and ours with kernelMinimums) skips a shorter message, but its sender
+// already gave it a sequence number: every later message would wait behind that gap.
+function checkKernelMinimum(cmd: number, len: number): void {
+  const min = cmd === DLM_MSG ? DLM_MSG_MIN_LEN : DLM_RCOM_MIN_LEN;
+  if (len < min) throw new MessageSizeError(len, DLM_MAX_APP_BUFSIZE, cmd === DLM_MSG ? 'DLM_MSG' : 'DLM_RCOM', min);
 }
 
 function remove<T>(arr: T[], item: T): void {

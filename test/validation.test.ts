@@ -93,7 +93,8 @@ function harness(options: { kernelMinimums?: boolean } = {}) {
     await h.comms.start();
     // One message to node 2 first: our connection to it exists before it speaks (so no
     // reconnect-time ACK muddles the captures) and there is one unacked frame (seq 0).
-    h.comms.send(2, { lockspace: 1, body: 'hello 2' });
+    // (padded to 88 bytes: a valid DLM_MSG in kernelMinimums mode too).
+    h.comms.send(2, { lockspace: 1, body: 'hello 2'.padEnd(72, '\0') });
     await h.p2.waitCount(1, 'our first message');
   });
   after(async () => {
@@ -140,6 +141,7 @@ describe('receive validation (§1.6), lowcomms default options', () => {
     assert.ok(err instanceof PeerError, `a PeerError, got ${err.name}`);
     assert.equal(err.code, 'ERR_LOWCOMMS_PEER');
     assert.equal((err as PeerError).nodeid, 2);
+    assert.equal((err as PeerError).reason, 'bad_frame');
     assert.match(err.message, /malformed frame \(bad length\)/);
     assert.equal(h.got.length, deliveredBefore, 'nothing delivered');
     await h.othersFine(what);
@@ -361,6 +363,7 @@ describe('receive validation (§1.6), lowcomms default options', () => {
     const err = h.errors[h.errors.length - 1]!;
     assert.ok(err instanceof PeerError);
     assert.equal((err as PeerError).nodeid, 2);
+    assert.equal((err as PeerError).reason, 'peer_state', 'the connection stays up');
     assert.match(err.message, /acked messages never sent/);
     assert.equal(h.stats(2).unacked, 1, 'nothing freed');
     assert.equal(h.stats(2).badFrames, before.badFrames);
@@ -396,6 +399,11 @@ describe('receive validation (§1.6), lowcomms default options', () => {
     assert.equal(h.p2.badStream, false);
   });
 });
+
+/** A whole raw message of `len` bytes (header + zero body), as send() takes it. */
+function rawMsg(len: number, cmd: number): Buffer {
+  return Buffer.concat([header({ word: 1, nodeid: 1, length: len, cmd }), Buffer.alloc(len - 16)]);
+}
 
 describe('receive validation with kernelMinimums: true (sizeof(dlm_message) 88, sizeof(dlm_rcom) 48)', () => {
   const h = harness({ kernelMinimums: true });
@@ -434,61 +442,50 @@ describe('receive validation with kernelMinimums: true (sizeof(dlm_message) 88, 
     assert.equal(h.got.filter((g) => g.nodeid === 4).length, 1);
   });
 
-  test('send() of a DLM_MSG below 88 bytes in this mode: what goes on the wire', async () => {
-    // Observed behaviour, reported: send() accepts it and the 20-byte message goes out
-    // wrapped and sequenced like any other (a kernel peer would skip it, see next test).
+  test('send() refuses a DLM_MSG below 88 or a DLM_RCOM below 48 in this mode, and nothing goes on the wire', async () => {
     const m = h.p2.mark();
-    assert.equal(h.comms.send(2, { lockspace: 1, cmd: DLM_MSG, body: 'tiny' }), true);
-    const [f] = await h.p2.waitCount(1, 'the small message', { from: m });
-    assert.equal(f!.cmd, CMD.OPTS);
-    assert.equal(f!.inner!.length, 20);
+    for (const [what, msg, size, min] of [
+      ['DLM_MSG parts', { lockspace: 1, cmd: DLM_MSG, body: 'tiny' }, 20, 88],
+      ['DLM_RCOM parts', { lockspace: 1, cmd: DLM_RCOM, body: Buffer.alloc(31) }, 47, 48],
+      ['raw DLM_MSG', rawMsg(87, DLM_MSG), 87, 88],
+    ] as const) {
+      assert.throws(
+        () => h.comms.send(2, msg),
+        (e: unknown) => e instanceof MessageSizeError && e.size === size && e.min === min && e.code === 'ERR_LOWCOMMS_MSG_SIZE',
+        what,
+      );
+    }
+    // The smallest valid ones pass, and are the next frames the peer sees.
+    assert.equal(h.comms.send(2, { lockspace: 1, cmd: DLM_MSG, body: Buffer.alloc(72) }), true);
+    assert.equal(h.comms.send(2, rawMsg(48, DLM_RCOM)), true);
+    const frames = await h.p2.waitCount(2, 'the two valid messages', { from: m });
+    assert.deepEqual(frames.map((f) => f.inner?.length ?? f.length), [88, 48]);
   });
 
-  test(
-    'a DLM_MSG below 88 bytes must not stall a kernelMinimums (or kernel) receiver: refused by send(), or delivered',
-    { todo: 'engine/lib: send() accepts it, it takes a seq, the receiver skips it and then drops every later frame as a gap' },
-    async (t) => {
-      const cl = await startCluster(t, { n: 2, transport: 'tcp', options: { kernelMinimums: true } });
-      const got: string[] = [];
-      cl.get(2).onMessage((m) => got.push(m.body.toString('latin1')));
-      let refused = false;
-      try {
-        cl.get(1).send(2, { lockspace: 1, body: 'small' });
-      } catch (e) {
-        refused = e instanceof MessageSizeError;
-        if (!refused) throw e;
-      }
-      const big = 'big'.padEnd(88 - 16, '.');
-      cl.get(1).send(2, { lockspace: 1, body: big });
-      const rx = () => cl.get(2).stats().nodes.find((n) => n.nodeid === 1)!;
-      await until(() => got.includes(big), 3000, 'the valid 88-byte message behind the small one').catch((e: Error) => {
-        const s = rx();
-        throw new Error(`${e.message}; receiver: skipped ${s.skipped}, gapDropped ${s.gapDropped}, seqNext ${s.seqNext}`);
-      });
-      if (!refused) assert.ok(got.includes('small'));
-    },
-  );
+  test('a DLM_MSG below 88 bytes never stalls a kernelMinimums receiver: send() refuses it, the next one arrives', async (t) => {
+    const cl = await startCluster(t, { n: 2, transport: 'tcp', options: { kernelMinimums: true } });
+    const got: string[] = [];
+    cl.get(2).onMessage((m) => got.push(m.body.toString('latin1')));
+    assert.throws(() => cl.get(1).send(2, { lockspace: 1, body: 'small' }), MessageSizeError);
+    const big = 'big'.padEnd(88 - 16, '.');
+    cl.get(1).send(2, { lockspace: 1, body: big });
+    await until(() => got.includes(big), 3000, 'the valid 88-byte message behind the refused one');
+    const rx = cl.get(2).stats().nodes.find((n) => n.nodeid === 1)!;
+    assert.equal(rx.skipped + rx.gapDropped, 0, 'nothing skipped, no gap');
+  });
 });
 
 describe('send side: frames every receiver would drop', () => {
-  test(
-    'an RCOM STATUS body shorter than dlm_rcom (unwrapped, < 48 bytes) is refused by send() or delivered',
-    { todo: 'engine/lib: sent unwrapped as a 20-byte frame; every receiver (ours, the kernel) skips an unwrapped RCOM < 48' },
-    async (t) => {
-      const cl = await startCluster(t, { n: 2, transport: 'tcp' });
-      const got: number[] = [];
-      cl.get(2).onMessage((m) => got.push(m.lockspace));
-      let refused = false;
-      try {
-        cl.get(1).send(2, { lockspace: 5, cmd: DLM_RCOM, body: Buffer.from([1, 0, 0, 0]) });
-      } catch (e) {
-        refused = e instanceof MessageSizeError;
-        if (!refused) throw e;
-      }
-      cl.get(1).send(2, { lockspace: 6, body: 'behind it' });
-      await until(() => got.includes(6), 3000, 'the message behind it');
-      const skipped = cl.get(2).stats().nodes.find((n) => n.nodeid === 1)!.skipped;
-      if (!refused) assert.deepEqual(got, [5, 6], `delivered: ${got.join(',')}; receiver skipped ${skipped}`);
-    },
-  );
+  test('a stateless RCOM shorter than dlm_rcom (< 48 bytes) goes wrapped and sequenced, and is delivered', async (t) => {
+    const cl = await startCluster(t, { n: 2, transport: 'tcp' });
+    const got: number[] = [];
+    cl.get(2).onMessage((m) => got.push(m.lockspace));
+    // rc_type 1 (STATUS) in a 4-byte body: unwrapped, every receiver would skip it.
+    cl.get(1).send(2, { lockspace: 5, cmd: DLM_RCOM, body: Buffer.from([1, 0, 0, 0]) });
+    cl.get(1).send(2, { lockspace: 6, body: 'behind it' });
+    await until(() => got.includes(6), 3000, 'the message behind it');
+    const rx = cl.get(2).stats().nodes.find((n) => n.nodeid === 1)!;
+    assert.deepEqual(got, [5, 6], `delivered in order; receiver skipped ${rx.skipped}`);
+    assert.equal(rx.skipped, 0);
+  });
 });

@@ -186,9 +186,11 @@ int Lowcomms::enqueue_locked(Connection& c, uint32_t lockspace, uint8_t cmd, con
   const size_t inner_len = dlm::kHeaderLen + body_len;
   if (!c.mc.can_send()) return kSendClosing;
   // The stateless RCOMs travel unwrapped to a 3.2 peer, as the kernel sends them; a 3.1
-  // peer gets every message unwrapped.
+  // peer gets every message unwrapped. One shorter than a dlm_rcom would be skipped
+  // unwrapped by every receiver, so it goes wrapped (and sequenced) like any message.
   const bool plain = c.mc.version() == PeerVersion::k31 ||
-                     (cmd == dlm::kRcom && body_len >= 4 && dlm::rcom_is_stateless(dlm::get_le32(body)));
+                     (cmd == dlm::kRcom && inner_len >= dlm::kRcomMin &&
+                      dlm::rcom_is_stateless(dlm::get_le32(body)));
   const size_t frame_len = plain ? inner_len : inner_len + dlm::kOptsLen;
   const size_t unsent_before = c.wq.unsent_bytes();
   c.mc.on_send();
