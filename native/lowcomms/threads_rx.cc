@@ -152,7 +152,9 @@ void Lowcomms::rx_auth_reply(const AuthReply& r) {
   std::shared_ptr<Socket> s = it->second;
   if (s->auth.state != auth::State::kAwaitProof || s->auth.have_expected) return;
   if (::send(s->fd.get(), proof, sizeof proof, MSG_NOSIGNAL | MSG_DONTWAIT) != ssize_t(sizeof proof)) {
-    rx_auth_failed(s, "could not send PROOF");
+    // The connection went (reset, closed) while the HMACs were computed: a lost
+    // connection to reconnect, not a peer that failed to authenticate.
+    rx_drop_socket(s->id, true);
     return;
   }
   std::memcpy(s->auth.expected, r.expected, auth::kMacLen);
