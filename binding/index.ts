@@ -87,6 +87,7 @@ export interface NativeStats {
   rejected: number;
   accepts: number;
   authFailures: number;
+  staleDropped: number;
   batches: number;
   rxPaused: number;
   rxPendingBytes: number;

@@ -97,8 +97,9 @@ export interface LowcommsOptions {
    * Peer authentication (beyond the kernel, so off by default: kernel DLM peers cannot
    * do it). Every node holds the same key; when a connection comes up, both sides prove
    * it with HMAC-SHA256 over both nodeids and fresh nonces before any message is read or
-   * sent. A peer without the key is refused and counted (stats().authFailures). TCP
-   * only for now: with SCTP (or 'detect') it is a ConfigError.
+   * sent. A peer without the key is refused and counted (stats().authFailures). With
+   * SCTP every association runs the handshake; DLM data on an association that has not
+   * passed it is refused.
    */
   auth?: { key: string | Uint8Array };
   /** TCP_USER_TIMEOUT: a peer that acks nothing for this long is dead. Default 10000. */
@@ -124,6 +125,11 @@ export interface LowcommsStats {
   rejected: number;
   /** Connections refused because the peer failed the authentication handshake. */
   authFailures: number;
+  /**
+   * SCTP: messages still queued for an association we had just aborted (a kill, a bad
+   * frame, a failed handshake) when we read them. Dropped: their sender resends them.
+   */
+  staleDropped: number;
   accepts: number;
   /** Crossings into JavaScript (one per batch of messages). */
   batches: number;
@@ -198,17 +204,12 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       throw new ConfigError(`local nodeid ${this.nodeid} is not in the node table`);
     if (opts.port !== undefined) positiveInt('port', opts.port, 65535);
     if (opts.mark !== undefined) positiveInt('mark', opts.mark);
-    const t0 = opts.transport ?? 'tcp';
     if (opts.auth !== undefined) {
       const k = opts.auth?.key;
       if (typeof k !== 'string' && !(k instanceof Uint8Array))
         throw new ConfigError('auth.key must be a string or bytes');
       this.authKey = Buffer.from(k);
       if (this.authKey.length < 16) throw new ConfigError('auth.key must be at least 16 bytes');
-      // The per-association handshake exists natively but still fails spuriously while
-      // associations are being replaced (repeated aborts): not offered until it holds.
-      if (t0 === 'sctp' || t0 === 'detect')
-        throw new ConfigError("auth is implemented for TCP only (use transport 'tcp'); SCTP associations are not authenticated yet");
     }
     if (opts.kernelMinimums !== undefined && typeof opts.kernelMinimums !== 'boolean')
       throw new ConfigError('kernelMinimums must be a boolean');
@@ -408,6 +409,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       transport: this.transportName ?? 'tcp',
       rejected: s?.rejected ?? 0,
       authFailures: s?.authFailures ?? 0,
+      staleDropped: s?.staleDropped ?? 0,
       accepts: s?.accepts ?? 0,
       batches: s?.batches ?? 0,
       rxPaused: s?.rxPaused ?? 0,

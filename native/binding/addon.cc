@@ -316,6 +316,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
     out.Set("rejected", Napi::Number::New(env, double(g.rejected)));
     out.Set("accepts", Napi::Number::New(env, double(g.accepts)));
     out.Set("authFailures", Napi::Number::New(env, double(g.auth_failures)));
+    out.Set("staleDropped", Napi::Number::New(env, double(g.stale_dropped)));
     out.Set("batches", Napi::Number::New(env, double(g.batches)));
     out.Set("rxPaused", Napi::Number::New(env, double(g.rx_paused)));
     out.Set("rxPendingBytes", Napi::Number::New(env, double(engine_->rx_pending_bytes())));

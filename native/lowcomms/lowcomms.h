@@ -5,6 +5,7 @@
 #pragma once
 #include <sys/uio.h>
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -43,6 +44,7 @@ struct GlobalCounters {
   std::atomic<uint64_t> rx_paused{0};      // times reading stopped for the JS side
   std::atomic<uint64_t> accepts{0};
   std::atomic<uint64_t> auth_failures{0};  // peers that failed the authentication handshake
+  std::atomic<uint64_t> stale_dropped{0};  // SCTP messages of associations we had aborted
 };
 
 class Lowcomms {
@@ -167,10 +169,13 @@ class Lowcomms {
   void rx_auth_check(const std::shared_ptr<Socket>& s);
   void rx_auth_failed(const std::shared_ptr<Socket>& s, const char* why);
   void rx_auth_reply(const AuthReply& r);
-  void sctp_auth_start(Connection& c, int32_t assoc_id);
+  bool sctp_was_aborted(int32_t assoc_id) const;
+  void sctp_forget_aborted(int32_t assoc_id);
+  void sctp_auth_start(const ConnPtr& c, int32_t assoc_id);
   void sctp_auth_message(const ConnPtr& c, int32_t assoc_id, const uint8_t* data, size_t len);
   void sctp_auth_reply(int32_t assoc_id, const uint8_t* proof, const uint8_t* expected);
   void sctp_auth_failed(const ConnPtr& c, int32_t assoc_id, const char* why);
+  void sctp_drop_assoc(const ConnPtr& c, int32_t assoc_id);
   void sctp_auth_verified(const ConnPtr& c, int32_t assoc_id, int verdict);
   bool sctp_send_ctrl(int32_t assoc_id, const uint8_t* data, size_t len);
 
@@ -229,6 +234,9 @@ class Lowcomms {
   // Authentication handshakes by association: an old and a new association of one
   // node can overlap for a moment (rx thread only).
   std::unordered_map<int32_t, auth::Session> sctp_sessions_;
+  // Associations we aborted whose COMM_LOST is not read yet: what is still queued for
+  // them is stale and must not bring them back (rx thread only; bounded, oldest first out).
+  std::deque<int32_t> sctp_aborted_;
   std::atomic<uint64_t> next_sock_id_{16};  // below 16: reserved epoll keys
   std::unique_ptr<Batch> batch_;
   std::atomic<size_t> rx_pending_{0};

@@ -29,6 +29,8 @@ constexpr size_t kSctpRxBytes = 256 * 1024;
 // PPID of the authentication handshake's messages (DLM data carries the sender's nodeid).
 constexpr uint32_t kAuthPpid = 0x4c434131;  // "LCA1"
 constexpr int kMaxMsgs = 32;
+// Aborted associations remembered until their COMM_LOST (one is read soon after each).
+constexpr size_t kMaxAborted = 256;
 
 template <class T>
 bool set_opt(int fd, int opt, const T& v) {
@@ -179,6 +181,18 @@ void Lowcomms::sctp_abort(int32_t assoc_id) {
   si.snd_assoc_id = assoc_id;
   attach_sndinfo(mh, cbuf, sizeof cbuf, si);
   ::sendmsg(listen_fd_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (assoc_id == 0 || sctp_was_aborted(assoc_id)) return;
+  if (sctp_aborted_.size() >= kMaxAborted) sctp_aborted_.pop_front();
+  sctp_aborted_.push_back(assoc_id);
+}
+
+bool Lowcomms::sctp_was_aborted(int32_t assoc_id) const {
+  return std::find(sctp_aborted_.begin(), sctp_aborted_.end(), assoc_id) != sctp_aborted_.end();
+}
+
+void Lowcomms::sctp_forget_aborted(int32_t assoc_id) {
+  auto it = std::find(sctp_aborted_.begin(), sctp_aborted_.end(), assoc_id);
+  if (it != sctp_aborted_.end()) sctp_aborted_.erase(it);
 }
 
 void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
@@ -188,6 +202,8 @@ void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
     case SCTP_ASSOC_CHANGE: {
       const sctp_assoc_change& ac = sn.sn_assoc_change;
       const int32_t id = ac.sac_assoc_id;
+      // The id is live again (COMM_UP) or gone for good: either way no longer ours to ignore.
+      sctp_forget_aborted(id);
       if (ac.sac_state == SCTP_COMM_UP || ac.sac_state == SCTP_RESTART) {
         // Which node is this? Its primary address must belong to a configured node.
         sctp_prim prim{};
@@ -211,13 +227,13 @@ void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
         }
         assoc_nodes_[id] = nodeid;
         sctp_tune_assoc(id);
-        if (cfg_.auth) sctp_auth_start(*c, id);
         const bool restart = ac.sac_state == SCTP_RESTART || (c->assoc_up && c->assoc_id != id);
         c->assoc_id = id;
         c->assoc_up = true;
         // A restart is a new session: rewind as after any reconnect.
         if (restart) c->sock_failed = true;
         emit(Event{"assoc", nodeid, addr, assoc_state_name(ac.sac_state), id});
+        if (cfg_.auth) sctp_auth_start(c, id);
         kick_tx(c);
         return;
       }
@@ -295,7 +311,13 @@ void Lowcomms::sctp_read() {
     }
     ConnPtr c;
     auto it = assoc_nodes_.find(assoc_id);
-    if (it != assoc_nodes_.end()) c = find(it->second);
+    if (it != assoc_nodes_.end()) {
+      c = find(it->second);
+    } else if (sctp_was_aborted(assoc_id)) {
+      // Queued before we aborted it: its sender resends what we did not ack.
+      gctr_.stale_dropped++;
+      continue;
+    }
     if (!c) {
       // Data before COMM_UP was processed, or from nobody we know.
       const uint32_t nodeid = nodeid_of(reinterpret_cast<sockaddr*>(&from));
@@ -311,8 +333,9 @@ void Lowcomms::sctp_read() {
         // Its COMM_UP went unanswered (the association was briefly unreadable): adopt it.
         c->assoc_id = assoc_id;
         c->assoc_up = true;
-        if (cfg_.auth) sctp_auth_start(*c, assoc_id);
+        if (cfg_.auth) sctp_auth_start(c, assoc_id);
         kick_tx(c);
+        if (!assoc_nodes_.count(assoc_id)) continue;  // its handshake could not start: dropped
       }
     }
     const uint8_t* data = sctp_buf_.data();
@@ -366,18 +389,18 @@ bool Lowcomms::sctp_send_ctrl(int32_t assoc_id, const uint8_t* data, size_t len)
   return ::sendmsg(listen_fd_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT) == ssize_t(len);
 }
 
-void Lowcomms::sctp_auth_start(Connection& c, int32_t assoc_id) {
+void Lowcomms::sctp_auth_start(const ConnPtr& c, int32_t assoc_id) {
   auth::Session& sess = sctp_sessions_[assoc_id];
   uint8_t hello[auth::kHelloLen];
-  // A send that fails means the association is already going: its COMM_LOST follows.
+  // A HELLO that cannot go out (the association is going, or the socket's send buffer,
+  // shared by every association, is full): the association is lost, not unauthenticated.
   if (!sess.start(cfg_.local_nodeid, hello) || !sctp_send_ctrl(assoc_id, hello, sizeof hello))
-    sctp_sessions_.erase(assoc_id);
-  (void)c;
+    sctp_drop_assoc(c, assoc_id);
 }
 
 void Lowcomms::sctp_auth_message(const ConnPtr& c, int32_t assoc_id, const uint8_t* data, size_t len) {
   // A handshake on an association we have not greeted yet (its COMM_UP is still to come).
-  if (!sctp_sessions_.count(assoc_id)) sctp_auth_start(*c, assoc_id);
+  if (!sctp_sessions_.count(assoc_id)) sctp_auth_start(c, assoc_id);
   auto it = sctp_sessions_.find(assoc_id);
   if (it == sctp_sessions_.end()) return;  // gone already
   auth::Session& sess = it->second;
@@ -397,7 +420,7 @@ void Lowcomms::sctp_auth_reply(int32_t assoc_id, const uint8_t* proof, const uin
   auth::Session& sess = it->second;
   if (sess.state != auth::State::kAwaitProof || sess.have_expected) return;
   if (!sctp_send_ctrl(assoc_id, proof, auth::kProofLen)) {
-    sctp_sessions_.erase(it);  // the association is going
+    sctp_drop_assoc(c, assoc_id);  // as for a HELLO that could not go out
     return;
   }
   std::memcpy(sess.expected, expected, auth::kMacLen);
@@ -416,6 +439,10 @@ void Lowcomms::sctp_auth_verified(const ConnPtr& c, int32_t assoc_id, int verdic
 void Lowcomms::sctp_auth_failed(const ConnPtr& c, int32_t assoc_id, const char* why) {
   gctr_.auth_failures++;
   emit(Event{"reject", c->nodeid, why, "auth", 0});
+  sctp_drop_assoc(c, assoc_id);
+}
+
+void Lowcomms::sctp_drop_assoc(const ConnPtr& c, int32_t assoc_id) {
   sctp_abort(assoc_id);
   assoc_nodes_.erase(assoc_id);
   sctp_sessions_.erase(assoc_id);

@@ -5,17 +5,17 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ConfigError, Lowcomms, type DlmMessage } from '../lib';
-import { nodeList, until } from './helpers/cluster';
-import { Checker, pump } from './helpers/traffic';
-import { testPort } from './helpers/transports';
+import { ConfigError, Lowcomms, type DlmMessage } from '../../lib';
+import { nodeList, startCluster, until } from '../helpers/cluster';
+import { Checker, pump } from '../helpers/traffic';
+import { testPort, testTransports } from '../helpers/transports';
 
 const KEY = 'correct horse battery staple 42';
 
-// TCP: SCTP associations are not authenticated yet (see the last test).
-const transport = 'tcp' as const;
+const KILLS = Number(process.env.LOWCOMMS_TEST_KILLS ?? 100);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe(`peer authentication over ${transport}`, () => {
+for (const transport of testTransports()) describe(`peer authentication over ${transport}`, () => {
   test('nodes holding the key exchange messages as usual, across kills and reconnects', async (t) => {
     const port = testPort();
     const a = new Lowcomms({ nodeid: 1, nodes: nodeList(2), transport, port, auth: { key: KEY } });
@@ -23,6 +23,8 @@ describe(`peer authentication over ${transport}`, () => {
     t.after(() => Promise.all([a.close({ flush: false }), b.close({ flush: false })]));
     const ck = new Checker();
     b.onMessage((m) => ck.check(m));
+    const rejects: string[] = [];
+    for (const c of [a, b]) c.on('reject', (r) => rejects.push(`node ${c.nodeid} refused ${r.nodeid ?? r.address}: ${r.reason ?? 'unknown address'}`));
     await a.start();
     await b.start();
     const sending = pump(a, 2, 20_000, { yieldEvery: 500 });
@@ -37,7 +39,7 @@ describe(`peer authentication over ${transport}`, () => {
     await sending;
     await until(() => ck.received === 20_000, 20_000, 'all delivered');
     assert.deepEqual(ck.errors, []);
-    assert.equal(a.stats().authFailures + b.stats().authFailures, 0);
+    assert.equal(a.stats().authFailures + b.stats().authFailures, 0, `refusals: ${rejects.join('; ')}`);
     assert.ok(a.stats().nodes[0]!.connects > 1, 'the kills forced reconnects, each authenticated again');
   });
 
@@ -64,9 +66,39 @@ describe(`peer authentication over ${transport}`, () => {
     });
   }
 
-  test('options: a key shorter than 16 bytes, or auth with SCTP, is a ConfigError', () => {
+  test(`3 nodes streaming to each other, connections aborted ${KILLS} times from every side: no spurious failure`, async (t) => {
+    const cl = await startCluster(t, { n: 3, transport, options: { connectRetryMaxMs: 50, auth: { key: KEY } } });
+    const checkers = new Map<number, Checker>();
+    for (const [id, c] of cl.comms) {
+      const ck = new Checker();
+      checkers.set(id, ck);
+      c.onMessage((m) => ck.check(m));
+    }
+    const rejects: string[] = [];
+    for (const [id, c] of cl.comms) c.on('reject', (r) => rejects.push(`node ${id} refused ${r.nodeid ?? r.address}: ${r.reason ?? 'unknown address'}`));
+    const COUNT = 10_000;
+    const pumps: Promise<number>[] = [];
+    for (const a of [1, 2, 3]) for (const b of [1, 2, 3]) if (a !== b) pumps.push(pump(cl.get(a), b, COUNT, { yieldEvery: 200 }));
+    let x = 4242;
+    for (let kills = 0; kills < KILLS; kills++) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      const a = 1 + (x % 3);
+      cl.get(a).killConnections(1 + ((a + ((x >>> 8) % 2)) % 3));
+      await sleep(5 + ((x >>> 16) % 20));
+    }
+    await Promise.all(pumps);
+    await until(() => [...checkers.values()].every((ck) => ck.received === 2 * COUNT), 60_000, 'every message delivered');
+    for (const ck of checkers.values()) assert.deepEqual(ck.errors, []);
+    const failures = [1, 2, 3].map((id) => cl.get(id).stats().authFailures);
+    const stale = [1, 2, 3].reduce((n, id) => n + cl.get(id).stats().staleDropped, 0);
+    const connects = [1, 2, 3].reduce((n, id) => n + cl.get(id).stats().nodes.reduce((m, s) => m + s.connects, 0), 0);
+    t.diagnostic(`auth churn ${transport}: kills=${KILLS} connects=${connects} staleDropped=${stale} authFailures=${failures.join(',')}`);
+    assert.deepEqual(failures, [0, 0, 0], `no authentication failure between nodes holding the key; refusals: ${rejects.slice(0, 10).join('; ')}`);
+  });
+
+  test('options: a key shorter than 16 bytes, or not a string or bytes, is a ConfigError', () => {
     assert.throws(() => new Lowcomms({ nodeid: 1, nodes: nodeList(2), transport, auth: { key: 'short' } }), ConfigError);
-    assert.throws(() => new Lowcomms({ nodeid: 1, nodes: nodeList(2), transport: 'sctp', auth: { key: KEY } }), /TCP only/);
+    assert.throws(() => new Lowcomms({ nodeid: 1, nodes: nodeList(2), transport, auth: { key: 42 as unknown as string } }), ConfigError);
   });
 
   test('cost: time to the first message on a new connection, with and without the handshake', async (t) => {
