@@ -47,6 +47,24 @@ test('bench --quick (TCP) writes verified runs and baselines in the JSON schema,
   }
 });
 
+test('bench --auth measures each configuration without and with authentication, side by side', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcomms-cli-'));
+  try {
+    const json = path.join(dir, 'b.json');
+    const r = cli(['bench', '--transports', 'tcp', '--sizes', '256', '--batching', 'default', '--duration', '0.5', '--pings', '50', '--no-baselines', '--auth', '--json', json]);
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /auth\/off msgs\/s/);
+    const res = JSON.parse(fs.readFileSync(json, 'utf8')) as { runs: Array<{ auth: boolean; verified: boolean; firstMsgMs: number; msgsPerSec: number }> };
+    assert.deepEqual(res.runs.map((x) => x.auth), [false, true]);
+    for (const run of res.runs) {
+      assert.equal(run.verified, true);
+      assert.ok(run.firstMsgMs > 0 && run.msgsPerSec > 0);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('status: exit 0 when every node answers, 1 when one does not', async (t) => {
   const port = testPort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcomms-cli-'));

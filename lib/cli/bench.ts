@@ -27,7 +27,7 @@ export interface BenchOptions {
   baselines: boolean;
   /** Inside the guest: no progress bar, results to a file. */
   inner: boolean;
-  /** Peer authentication on (TCP only): to measure its cost. */
+  /** Measure peer authentication's cost: every run twice, without and with it, side by side. */
   auth: boolean;
 }
 
@@ -37,6 +37,10 @@ export interface BenchRun {
   size: number;
   nodes: number;
   batching: Batching;
+  /** Peer authentication on (--auth runs each configuration without and with it). */
+  auth: boolean;
+  /** The first ping on fresh nodes: connection setup (and handshake) plus one round trip. */
+  firstMsgMs: number;
   msgsPerSec: number;
   mbPerSec: number;
   rttP50Us: number;
@@ -149,6 +153,7 @@ async function benchTransport(
   kernel: 'host' | 'uml',
   o: BenchOptions,
   progress: Progress,
+  auth: boolean,
 ): Promise<BenchRun[]> {
   const port = 20000 + Math.floor(Math.random() * 20000);
   // Node i on 127.0.0.i. Two nodes: 1 streams to 2 (what the baselines do). More: each
@@ -159,17 +164,21 @@ async function benchTransport(
     nodes,
     transport,
     port,
-    ...(o.auth && transport === 'tcp' ? { auth: { key: `bench-${port}-${process.pid}-cluster-key` } } : {}),
+    ...(auth ? { auth: { key: `bench-${port}-${process.pid}-cluster-key` } } : {}),
   };
+  const label = `${transport} (${kernel})${auth ? ' auth' : ''}`;
   const procs = nodes.map(() => new NodeProc(main));
   const runs: BenchRun[] = [];
   try {
     for (let i = n - 1; i >= 0; i--) await procs[i]!.call({ cmd: 'init', options: { ...base, nodeid: i + 1 } });
+    // No connection exists yet: this ping pays for setting them up (and authenticating).
+    const first = await procs[0]!.call<PingReport>({ cmd: 'ping', size: 64, count: 1, seconds: 30 });
+    const firstMsgMs = Number(((first.rttUs[0] ?? 0) / 1000).toFixed(2));
     for (const size of o.sizes) {
-      progress.step(`${transport} (${kernel}) ${size} B ping-pong`);
+      progress.step(`${label} ${size} B ping-pong`);
       const ping = await procs[0]!.call<PingReport>({ cmd: 'ping', size, count: o.pings, seconds: Math.max(1, o.seconds) });
       for (const batching of o.batchings) {
-        progress.step(`${transport} (${kernel}) ${size} B ${batching}`);
+        progress.step(`${label} ${size} B ${batching}`);
         await Promise.all(procs.map((p) => p.call({ cmd: 'expect' })));
         const senders = n === 2 ? procs.slice(0, 1) : procs;
         const streams = await Promise.all(
@@ -197,6 +206,8 @@ async function benchTransport(
           size,
           nodes: n,
           batching,
+          auth,
+          firstMsgMs,
           msgsPerSec: Math.round(received / secs),
           mbPerSec: Number(((received * size) / secs / 1e6).toFixed(1)),
           rttP50Us: Math.round(pct(ping.rttUs, 50)),
@@ -246,7 +257,7 @@ function runInUml(o: BenchOptions, transports: TransportName[], progress: Progre
   const args = [
     'scripts/uml-run.sh',
     '--timeout',
-    String(600 + 60 * o.sizes.length * o.batchings.length * transports.length * Math.max(1, o.seconds)),
+    String(600 + 60 * o.sizes.length * o.batchings.length * transports.length * (o.auth ? 2 : 1) * Math.max(1, o.seconds)),
     '--',
     process.execPath,
     ...process.execArgv,
@@ -266,6 +277,7 @@ function runInUml(o: BenchOptions, transports: TransportName[], progress: Progre
     '--pings',
     String(Math.max(50, Math.floor(o.pings / 4))),
     ...(o.baselines ? [] : ['--no-baselines']),
+    ...(o.auth ? ['--auth'] : []),
   ];
   progress.step(`user-mode-linux: ${transports.join(' + ')} (boots a guest; SCTP and TCP in the same kernel)`);
   return new Promise((resolve, reject) => {
@@ -287,7 +299,8 @@ export async function runBench(o: BenchOptions, progress: Progress, main: string
   const hostSctp = loadBinding().sctpAvailable(4).ok;
   const local = o.transports.filter((t) => t === 'tcp' || hostSctp);
   const wantUml = !o.inner && o.uml && !hostSctp && o.transports.includes('sctp');
-  const perTransport = o.sizes.length * (o.batchings.length + 1);
+  const modes = o.auth ? [false, true] : [false];
+  const perTransport = o.sizes.length * (o.batchings.length + 1) * modes.length;
   progress.start(local.length * perTransport + (o.baselines ? o.sizes.length * 2 : 0) + (wantUml ? 1 : 0));
 
   const result: BenchResult = {
@@ -309,12 +322,12 @@ export async function runBench(o: BenchOptions, progress: Progress, main: string
         immediate: 'flush() after every send(): one native submit per message',
       },
       midcomms: '3.2 (sequence numbers, acks) on',
-      auth: o.auth ? 'peer authentication on (TCP runs)' : 'off',
+      auth: o.auth ? 'each configuration without and with peer authentication (HMAC-SHA256 handshake per connection)' : 'off',
     },
     runs: [],
     baselines: [],
   };
-  for (const t of local) result.runs.push(...(await benchTransport(main, t, kernel, o, progress)));
+  for (const t of local) for (const auth of modes) result.runs.push(...(await benchTransport(main, t, kernel, o, progress, auth)));
   if (o.baselines) {
     const counts = new Map<number, number>();
     for (const r of result.runs) counts.set(r.size, Math.max(counts.get(r.size) ?? 0, r.messages));

@@ -15,21 +15,47 @@ function baselineOf(r: BenchResult, name: string, run: BenchRun): number | undef
 }
 
 function tcpTwin(r: BenchResult, run: BenchRun): BenchRun | undefined {
-  return r.runs.find((x) => x.transport === 'tcp' && x.kernel === run.kernel && x.size === run.size && x.batching === run.batching);
+  return r.runs.find(
+    (x) => x.transport === 'tcp' && x.kernel === run.kernel && x.size === run.size && x.batching === run.batching && !!x.auth === !!run.auth,
+  );
+}
+
+/** The same configuration without authentication, measured in the same run (--auth). */
+function plainTwin(r: BenchResult, run: BenchRun): BenchRun | undefined {
+  return r.runs.find(
+    (x) => !x.auth && x.transport === run.transport && x.kernel === run.kernel && x.size === run.size && x.batching === run.batching,
+  );
 }
 
 export function renderTable(r: BenchResult): string {
+  const withAuth = r.runs.some((run) => run.auth);
   const t = new Table({
-    head: ['transport', 'kernel', 'size', 'batching', 'msgs/s', 'MB/s', 'rtt p50/p99/p99.9 µs', 'cpu ns/msg', 'vs netbench', 'vs rawtcp', 'sctp/tcp', 'verified'],
+    head: [
+      'transport',
+      'kernel',
+      'size',
+      'batching',
+      ...(withAuth ? ['auth', 'auth/off msgs/s', 'first msg ms'] : []),
+      'msgs/s',
+      'MB/s',
+      'rtt p50/p99/p99.9 µs',
+      'cpu ns/msg',
+      'vs netbench',
+      'vs rawtcp',
+      'sctp/tcp',
+      'verified',
+    ],
     style: { head: [], border: [] },
   });
   for (const run of r.runs) {
     const twin = run.transport === 'sctp' ? tcpTwin(r, run) : undefined;
+    const plain = run.auth ? plainTwin(r, run) : undefined;
     t.push([
       run.transport,
       run.kernel,
       run.size,
       run.batching,
+      ...(withAuth ? [run.auth ? 'on' : 'off', plain ? ratio(run.msgsPerSec, plain.msgsPerSec) : '', run.firstMsgMs ?? ''] : []),
       fmt(run.msgsPerSec),
       run.mbPerSec,
       `${run.rttP50Us}/${run.rttP99Us}/${run.rttP999Us}`,
@@ -55,7 +81,7 @@ async function svg(spec: object): Promise<string> {
 }
 
 export async function renderHtml(r: BenchResult): Promise<string> {
-  const series = (run: BenchRun) => `lowcomms ${run.transport} (${run.batching})`;
+  const series = (run: BenchRun) => `lowcomms ${run.transport} (${run.batching}${run.auth ? ', auth' : ''})`;
   const thr = r.runs.map((run) => ({ series: series(run), kernel: run.kernel, size: run.size, msgsPerSec: run.msgsPerSec }));
   // Baselines of the 4096-byte frame sit with the 4072-byte message they compare with.
   for (const b of r.baselines)
