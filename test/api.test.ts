@@ -264,6 +264,9 @@ describe('hand-offs', () => {
     cl.get(2).onBatch((b) => (got += b.length));
     for (let i = 0; i < 5000; i++) cl.get(1).send(2, { lockspace: i, body: 'x' });
     await until(() => got === 5000, 5000, 'all');
+    // Node 1 learns node 2's version from the first frame node 2 sends it: its ACK, which
+    // follows the deliveries by up to ackDelayMs.
+    await until(() => cl.get(1).stats().nodes[0]!.version === '3.2', 2000, "node 2's ACK");
     const s1 = cl.get(1).stats();
     const s2 = cl.get(2).stats();
     assert.equal(s1.nodes.length, 1);
