@@ -47,7 +47,8 @@ function runNodeTests(label, files, env, wrap = []) {
     `--test-reporter-destination=${tap}`,
     ...files,
   ];
-  console.log(`\n=== ${label}: ${files.length} file(s)${wrap.length ? ' inside user-mode-linux' : ''} ===`);
+  const where = wrap.some((w) => w.endsWith('uml-run.sh')) ? ' inside user-mode-linux' : wrap.length ? ` under ${path.basename(wrap[1] ?? wrap[0])}` : '';
+  console.log(`\n=== ${label}: ${files.length} file(s)${where} ===`);
   const r = spawnSync(args[0], args.slice(1), { stdio: 'inherit', env: { ...process.env, ...env } });
   const text = fs.existsSync(tap) ? fs.readFileSync(tap, 'utf8') : '';
   const num = (k) => Number((text.match(new RegExp(`^# ${k} (\\d+)$`, 'm')) ?? [])[1] ?? 0);
