@@ -178,6 +178,10 @@ class Lowcomms {
   void sctp_drop_assoc(const ConnPtr& c, int32_t assoc_id);
   void sctp_auth_verified(const ConnPtr& c, int32_t assoc_id, int verdict);
   bool sctp_send_ctrl(int32_t assoc_id, const uint8_t* data, size_t len);
+  bool sctp_ctrl_flush(int32_t assoc_id);
+  void sctp_ctrl_retry();
+  void sctp_end_session(int32_t assoc_id);
+  void sctp_auth_try_verify(const ConnPtr& c, int32_t assoc_id);
 
   // TCP (transport_tcp.cc).
   void tcp_listen();
@@ -234,6 +238,9 @@ class Lowcomms {
   // Authentication handshakes by association: an old and a new association of one
   // node can overlap for a moment (rx thread only).
   std::unordered_map<int32_t, auth::Session> sctp_sessions_;
+  // Handshake messages that met a full send buffer (one buffer for every association of
+  // the socket), in order per association; the receive thread retries them (rx only).
+  std::unordered_map<int32_t, std::deque<std::vector<uint8_t>>> sctp_ctrl_backlog_;
   // Associations we aborted whose COMM_LOST is not read yet: what is still queued for
   // them is stale and must not bring them back (rx thread only; bounded, oldest first out).
   std::deque<int32_t> sctp_aborted_;

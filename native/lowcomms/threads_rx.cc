@@ -7,6 +7,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include "dlm/decode.h"
@@ -21,6 +22,8 @@ constexpr uint64_t kListenKey = 1;
 // Below glibc's mmap threshold: batch buffers come from (and go back to) the heap.
 constexpr size_t kBatchFlushBytes = 60 * 1024;
 constexpr size_t kBatchReserve = kBatchFlushBytes + 8 * 1024;
+// How soon a handshake message that met a full SCTP send buffer is tried again.
+constexpr int kCtrlRetryMs = 2;
 }  // namespace
 
 void Lowcomms::rx_commands() {
@@ -54,7 +57,7 @@ void Lowcomms::rx_commands() {
     for (auto it = assoc_nodes_.begin(); it != assoc_nodes_.end();) {
       if (it->second == nodeid) {
         sctp_abort(it->first);
-        sctp_sessions_.erase(it->first);
+        sctp_end_session(it->first);
         it = assoc_nodes_.erase(it);
       } else {
         ++it;
@@ -178,7 +181,7 @@ void Lowcomms::rx_kill_node(uint32_t nodeid) {
       continue;
     }
     sctp_abort(it->first);
-    sctp_sessions_.erase(it->first);
+    sctp_end_session(it->first);
     it = assoc_nodes_.erase(it);
   }
   if (cfg_.transport == Transport::kSctp) {
@@ -298,9 +301,11 @@ void Lowcomms::rx_main() {
         continue;
       }
     }
-    const int timeout = rx_ack_due_ ? int(cfg_.ack_delay_ms) : -1;
+    int timeout = rx_ack_due_ ? int(cfg_.ack_delay_ms) : -1;
+    if (!sctp_ctrl_backlog_.empty()) timeout = timeout < 0 ? kCtrlRetryMs : std::min(timeout, kCtrlRetryMs);
     const int n = epoll_wait(rx_epoll_.get(), evs, 64, timeout);
     if (stopping_) break;
+    if (!sctp_ctrl_backlog_.empty()) sctp_ctrl_retry();
     if (n == 0) {
       rx_idle_acks();
       continue;

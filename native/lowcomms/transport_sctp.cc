@@ -239,13 +239,13 @@ void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
       }
       ConnPtr c = sctp_conn_of_assoc(id);
       assoc_nodes_.erase(id);
+      sctp_end_session(id);
       if (!c) return;
       if (c->assoc_id == id) {
         c->assoc_up = false;
         c->assoc_id = 0;
         c->sock_failed = true;
       }
-      sctp_sessions_.erase(id);
       if (c->sctp_authed_assoc == id) c->sctp_authed_assoc = 0;
       c->sctp_partial.clear();
       emit(Event{"assoc", c->nodeid, "", assoc_state_name(ac.sac_state), id});
@@ -376,20 +376,70 @@ void Lowcomms::sctp_read() {
   }
 }
 
+// Queues a handshake message behind any not yet sent for this association and sends what
+// it can; false when the association is going (the caller drops it).
 bool Lowcomms::sctp_send_ctrl(int32_t assoc_id, const uint8_t* data, size_t len) {
-  char cbuf[CMSG_SPACE(sizeof(sctp_sndinfo))];
-  iovec iov{const_cast<uint8_t*>(data), len};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  sctp_sndinfo si{};
-  si.snd_assoc_id = assoc_id;
-  si.snd_ppid = kAuthPpid;
-  attach_sndinfo(mh, cbuf, sizeof cbuf, si);
-  return ::sendmsg(listen_fd_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT) == ssize_t(len);
+  sctp_ctrl_backlog_[assoc_id].emplace_back(data, data + len);
+  return sctp_ctrl_flush(assoc_id);
+}
+
+bool Lowcomms::sctp_ctrl_flush(int32_t assoc_id) {
+  auto it = sctp_ctrl_backlog_.find(assoc_id);
+  if (it == sctp_ctrl_backlog_.end()) return true;
+  auto& q = it->second;
+  while (!q.empty()) {
+    char cbuf[CMSG_SPACE(sizeof(sctp_sndinfo))];
+    iovec iov{q.front().data(), q.front().size()};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    sctp_sndinfo si{};
+    si.snd_assoc_id = assoc_id;
+    si.snd_ppid = kAuthPpid;
+    attach_sndinfo(mh, cbuf, sizeof cbuf, si);
+    if (::sendmsg(listen_fd_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT) == ssize_t(iov.iov_len)) {
+      q.pop_front();
+      continue;
+    }
+    // The buffer is full of other associations' data: try again shortly (kCtrlRetryMs).
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOMEM || errno == ENOBUFS) return true;
+    sctp_ctrl_backlog_.erase(it);
+    return false;
+  }
+  sctp_ctrl_backlog_.erase(it);
+  return true;
+}
+
+void Lowcomms::sctp_ctrl_retry() {
+  std::vector<int32_t> ids;
+  for (auto& [id, q] : sctp_ctrl_backlog_) ids.push_back(id);
+  for (int32_t id : ids) {
+    ConnPtr c = sctp_conn_of_assoc(id);
+    if (!c) {
+      sctp_end_session(id);
+    } else if (!sctp_ctrl_flush(id)) {
+      sctp_drop_assoc(c, id);
+    } else if (!sctp_ctrl_backlog_.count(id)) {
+      sctp_auth_try_verify(c, id);  // our PROOF is out now: DATA may follow it
+    }
+  }
+}
+
+void Lowcomms::sctp_end_session(int32_t assoc_id) {
+  sctp_sessions_.erase(assoc_id);
+  sctp_ctrl_backlog_.erase(assoc_id);
+}
+
+void Lowcomms::sctp_auth_try_verify(const ConnPtr& c, int32_t assoc_id) {
+  auto it = sctp_sessions_.find(assoc_id);
+  // Not before our own PROOF has left: DLM data must never overtake it.
+  if (it == sctp_sessions_.end() || sctp_ctrl_backlog_.count(assoc_id)) return;
+  if (it->second.state == auth::State::kDone) return;
+  sctp_auth_verified(c, assoc_id, auth::verify(it->second));
 }
 
 void Lowcomms::sctp_auth_start(const ConnPtr& c, int32_t assoc_id) {
+  sctp_ctrl_backlog_.erase(assoc_id);  // a restarted association starts over
   auth::Session& sess = sctp_sessions_[assoc_id];
   uint8_t hello[auth::kHelloLen];
   // A HELLO that cannot go out (the association is going, or the socket's send buffer,
@@ -410,7 +460,7 @@ void Lowcomms::sctp_auth_message(const ConnPtr& c, int32_t assoc_id, const uint8
     return;
   }
   if (st.peer_nonce) emit_auth_request(c->nodeid, sess, st.peer_nonce, kSctpAuthReply | uint32_t(assoc_id));
-  if (st.got_proof) sctp_auth_verified(c, assoc_id, auth::verify(sess));
+  if (st.got_proof) sctp_auth_try_verify(c, assoc_id);
 }
 
 void Lowcomms::sctp_auth_reply(int32_t assoc_id, const uint8_t* proof, const uint8_t* expected) {
@@ -425,7 +475,7 @@ void Lowcomms::sctp_auth_reply(int32_t assoc_id, const uint8_t* proof, const uin
   }
   std::memcpy(sess.expected, expected, auth::kMacLen);
   sess.have_expected = true;
-  sctp_auth_verified(c, assoc_id, auth::verify(sess));
+  sctp_auth_try_verify(c, assoc_id);
 }
 
 void Lowcomms::sctp_auth_verified(const ConnPtr& c, int32_t assoc_id, int verdict) {
@@ -445,7 +495,7 @@ void Lowcomms::sctp_auth_failed(const ConnPtr& c, int32_t assoc_id, const char* 
 void Lowcomms::sctp_drop_assoc(const ConnPtr& c, int32_t assoc_id) {
   sctp_abort(assoc_id);
   assoc_nodes_.erase(assoc_id);
-  sctp_sessions_.erase(assoc_id);
+  sctp_end_session(assoc_id);
   if (c->sctp_authed_assoc == assoc_id) c->sctp_authed_assoc = 0;
   if (c->assoc_id == assoc_id) {
     c->assoc_up = false;
@@ -499,8 +549,15 @@ void Lowcomms::sctp_flush(const ConnPtr& c) {
       n = c->wq.gather(iov, kMaxMsgs, 1 << 20, &gen);
     }
     if (n == 0) return;
+    // The receive thread may replace the association at any moment: read its id once and
+    // send only on that one, and with authentication only once it passed the handshake.
+    const int32_t assoc_id = c->assoc_id;
+    if (assoc_id == 0 || (cfg_.auth && c->sctp_authed_assoc != assoc_id)) {
+      kick_tx(c);  // the state machine sees the new association and reconnects
+      return;
+    }
     sctp_sndinfo si{};
-    si.snd_assoc_id = c->assoc_id;
+    si.snd_assoc_id = assoc_id;
     si.snd_ppid = cfg_.local_nodeid;  // as the kernel did: the sender's nodeid
     for (int i = 0; i < n; i++) {
       std::memset(&msgs[i], 0, sizeof msgs[i]);

@@ -96,6 +96,32 @@ for (const transport of testTransports()) describe(`peer authentication over ${t
     assert.deepEqual(failures, [0, 0, 0], `no authentication failure between nodes holding the key; refusals: ${rejects.slice(0, 10).join('; ')}`);
   });
 
+  test('a new connection authenticates while another node is streamed to at full speed (a full socket send buffer)', async (t) => {
+    // A small SO_SNDBUF, which on SCTP every association shares: the stream to node 2
+    // keeps it full, and node 3's HELLO and PROOF must still get through.
+    const cl = await startCluster(t, { n: 3, transport, options: { auth: { key: KEY }, sctp: { sndbuf: 64 * 1024 } } });
+    let to2 = 0;
+    let to3 = 0;
+    cl.get(2).onMessage(() => to2++);
+    cl.get(3).onMessage(() => to3++);
+    let streaming = true;
+    const stream = (async () => {
+      const body = Buffer.alloc(4000, 7);
+      while (streaming) {
+        if (!cl.get(1).send(2, { body })) await new Promise((r) => setTimeout(r, 1));
+        else if (to2 % 64 === 0) await new Promise<void>((r) => setImmediate(r));
+      }
+    })();
+    await until(() => to2 > 2000, 20_000, 'the stream to node 2 flowing');
+    const t0 = performance.now();
+    cl.get(1).send(3, { body: 'while the buffer is full' });
+    await until(() => to3 === 1, 10_000, 'the message to node 3, while the stream goes on').finally(() => (streaming = false));
+    const ms = performance.now() - t0;
+    await stream;
+    assert.equal(cl.get(1).stats().authFailures + cl.get(3).stats().authFailures, 0);
+    t.diagnostic(`auth under load ${transport}: node 3 reached in ${ms.toFixed(1)} ms while node 2 got ${to2} messages`);
+  });
+
   test('options: a key shorter than 16 bytes, or not a string or bytes, is a ConfigError', () => {
     assert.throws(() => new Lowcomms({ nodeid: 1, nodes: nodeList(2), transport, auth: { key: 'short' } }), ConfigError);
     assert.throws(() => new Lowcomms({ nodeid: 1, nodes: nodeList(2), transport, auth: { key: 42 as unknown as string } }), ConfigError);
