@@ -17,6 +17,7 @@ bool make_nonce(uint8_t* out) {
 
 bool Session::start(uint32_t our_nodeid, uint8_t* hello) {
   reset();
+  generation++;
   if (!make_nonce(my_nonce)) return false;
   std::memcpy(hello, kHelloMagic, 4);
   dlm::put_le32(hello + 4, our_nodeid);

@@ -35,6 +35,9 @@ struct Session {
   uint8_t expected[kMacLen] = {};
   bool have_peer_proof = false;
   bool have_expected = false;
+  // Bumped by every start(): a reply computed for an earlier start (an SCTP association
+  // restarted under the same id) is recognised and ignored.
+  uint8_t generation = 0;
 
   // A fresh nonce, and our HELLO (kHelloLen bytes) to send; false if no randomness.
   bool start(uint32_t our_nodeid, uint8_t* hello);

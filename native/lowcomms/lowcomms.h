@@ -157,7 +157,7 @@ class Lowcomms {
 
   // Peer authentication (auth.h; threads_rx.cc, transport_sctp.cc).
   struct AuthReply {
-    uint64_t id;   // a socket id, or kSctpAuthReply | association id
+    uint64_t id;   // a socket id, or kSctpAuthReply | session generation << 32 | association id
     uint8_t proof[auth::kMacLen];
     uint8_t expected[auth::kMacLen];
   };
@@ -173,7 +173,7 @@ class Lowcomms {
   void sctp_forget_aborted(int32_t assoc_id);
   void sctp_auth_start(const ConnPtr& c, int32_t assoc_id);
   void sctp_auth_message(const ConnPtr& c, int32_t assoc_id, const uint8_t* data, size_t len);
-  void sctp_auth_reply(int32_t assoc_id, const uint8_t* proof, const uint8_t* expected);
+  void sctp_auth_reply(int32_t assoc_id, uint8_t generation, const uint8_t* proof, const uint8_t* expected);
   void sctp_auth_failed(const ConnPtr& c, int32_t assoc_id, const char* why);
   void sctp_drop_assoc(const ConnPtr& c, int32_t assoc_id);
   void sctp_auth_verified(const ConnPtr& c, int32_t assoc_id, int verdict);

@@ -147,7 +147,7 @@ void Lowcomms::rx_auth_reply(const AuthReply& r) {
   std::memcpy(proof, auth::kProofMagic, 4);
   std::memcpy(proof + 4, r.proof, auth::kMacLen);
   if (r.id & kSctpAuthReply) {
-    sctp_auth_reply(int32_t(uint32_t(r.id)), proof, r.expected);
+    sctp_auth_reply(int32_t(uint32_t(r.id)), uint8_t(r.id >> 32), proof, r.expected);
     return;
   }
   auto it = rx_socks_.find(r.id);

@@ -459,16 +459,19 @@ void Lowcomms::sctp_auth_message(const ConnPtr& c, int32_t assoc_id, const uint8
     sctp_auth_failed(c, assoc_id, "not a lowcomms authentication handshake");
     return;
   }
-  if (st.peer_nonce) emit_auth_request(c->nodeid, sess, st.peer_nonce, kSctpAuthReply | uint32_t(assoc_id));
+  if (st.peer_nonce)
+    emit_auth_request(c->nodeid, sess, st.peer_nonce,
+                      kSctpAuthReply | uint64_t(sess.generation) << 32 | uint32_t(assoc_id));
   if (st.got_proof) sctp_auth_try_verify(c, assoc_id);
 }
 
-void Lowcomms::sctp_auth_reply(int32_t assoc_id, const uint8_t* proof, const uint8_t* expected) {
+void Lowcomms::sctp_auth_reply(int32_t assoc_id, uint8_t generation, const uint8_t* proof,
+                               const uint8_t* expected) {
   ConnPtr c = sctp_conn_of_assoc(assoc_id);
   auto it = sctp_sessions_.find(assoc_id);
   if (!c || it == sctp_sessions_.end()) return;
   auth::Session& sess = it->second;
-  if (sess.state != auth::State::kAwaitProof || sess.have_expected) return;
+  if (sess.generation != generation || sess.state != auth::State::kAwaitProof || sess.have_expected) return;
   if (!sctp_send_ctrl(assoc_id, proof, auth::kProofLen)) {
     sctp_drop_assoc(c, assoc_id);  // as for a HELLO that could not go out
     return;
