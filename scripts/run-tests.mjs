@@ -4,6 +4,9 @@
 //      plus SCTP when this kernel has it);
 //   2. when this kernel has no SCTP: the transport suites (test/net/) and the guest-only
 //      tests (test/uml/) again inside user-mode-linux with LOWCOMMS_TEST_TRANSPORTS=sctp.
+//   3. each libFuzzer target for a bounded time; 4. the host suites on TCP against the
+//      ASan + UBSan + LSan build; 5. the SCTP suites against a UBSan build in the guest
+//      (ASan cannot run there).
 // SCTP is never skipped: a run that could not test it fails. The last line is the total
 // as "N passed, N failed", with how many of those tests ran on SCTP.
 import { spawnSync } from 'node:child_process';
@@ -113,6 +116,19 @@ if (!only || only === 'fuzz') {
 if (!only || only === 'asan') {
   console.log('\n=== asan: ASan + UBSan + LSan build, host suites on TCP ===');
   results.push(runNodeTests('asan', [...unitFiles.filter((f) => !/cli|uml-harness|nodetable|corosync/.test(f)), ...netFiles], { LOWCOMMS_TEST_TRANSPORTS: 'tcp', LOWCOMMS_SOAK_SECONDS: '15', LOWCOMMS_TEST_MESSAGES: '20000', LOWCOMMS_TEST_KILLS: '50' }, ['bash', 'scripts/test-asan.sh']));
+}
+
+// UBSan on SCTP: ASan cannot run in the guest, so the SCTP-only native paths get the
+// undefined-behaviour sanitizer there (test-ubsan.sh boots the guest when needed).
+if (!only || only === 'ubsan') {
+  console.log('\n=== ubsan-sctp: UBSan build, the transport suites on SCTP ===');
+  const r = runNodeTests('ubsan-sctp', [...netFiles, ...umlFiles], { LOWCOMMS_TEST_TRANSPORTS: 'sctp', LOWCOMMS_SOAK_SECONDS: '15', LOWCOMMS_TEST_MESSAGES: '20000', LOWCOMMS_TEST_KILLS: '50' }, ['bash', 'scripts/test-ubsan.sh']);
+  if (r.pass === 0) {
+    console.error('no SCTP test passed under UBSan: that is a failure, not a skip');
+    r.fail += 1;
+  }
+  results.push(r);
+  if (sctpCount >= 0) sctpCount += r.pass + r.fail;
 }
 
 const total = results.reduce(
