@@ -107,9 +107,9 @@ for (const transport of testTransports()) describe(`peer authentication over ${t
     let streaming = true;
     const stream = (async () => {
       const body = Buffer.alloc(4000, 7);
-      while (streaming) {
+      for (let sent = 0; streaming; ) {
         if (!cl.get(1).send(2, { body })) await new Promise((r) => setTimeout(r, 1));
-        else if (to2 % 64 === 0) await new Promise<void>((r) => setImmediate(r));
+        else if (++sent % 64 === 0) await new Promise<void>((r) => setImmediate(r));
       }
     })();
     await until(() => to2 > 2000, 20_000, 'the stream to node 2 flowing');
