@@ -442,8 +442,8 @@ void Lowcomms::sctp_auth_start(const ConnPtr& c, int32_t assoc_id) {
   sctp_ctrl_backlog_.erase(assoc_id);  // a restarted association starts over
   auth::Session& sess = sctp_sessions_[assoc_id];
   uint8_t hello[auth::kHelloLen];
-  // A HELLO that cannot go out (the association is going, or the socket's send buffer,
-  // shared by every association, is full): the association is lost, not unauthenticated.
+  // A full send buffer only queues the HELLO (sctp_send_ctrl); a HELLO that cannot go out
+  // at all means the association is going: lost, not unauthenticated.
   if (!sess.start(cfg_.local_nodeid, hello) || !sctp_send_ctrl(assoc_id, hello, sizeof hello))
     sctp_drop_assoc(c, assoc_id);
 }
