@@ -19,7 +19,7 @@ export interface NativeOptions {
   maxRxPendingBytes: number;
   kernelMinimums: boolean;
   protocol: '3.1' | '3.2';
-  /** Peer authentication handshake on every connection (TCP). */
+  /** A cluster key: the handshake with lowcomms peers ends with HMAC proofs. */
   auth: boolean;
   tcpUserTimeoutMs: number;
   connectRetryMaxMs: number;
@@ -65,6 +65,16 @@ export interface NativeNodeStats {
   backpressure: number;
   acksSent: number;
   droppedUnacked: number;
+  /** New incarnations of this peer seen (it restarted; its session started over). */
+  restarts: number;
+  /** 'desync' events emitted for this peer. */
+  desyncReports: number;
+  /** Acks from this peer below one it sent before (its state is not ours). */
+  acksBackwards: number;
+  /** A kernel DLM node: no lowcomms handshake, restarts are the membership layer's. */
+  kernel: boolean;
+  /** The peer's incarnation (16 hex digits) from its last handshake; zeros before one. */
+  peerIncarnation: string;
   queuedBytes: number;
   heldBytes: number;
   unacked: number;
@@ -91,11 +101,13 @@ export interface NativeStats {
   batches: number;
   rxPaused: number;
   rxPendingBytes: number;
+  /** Our incarnation (16 hex digits), chosen at start(). */
+  incarnation: string;
   nodes: NativeNodeStats[];
 }
 
 export interface NativeEngine {
-  addNode(nodeid: number, addrs: readonly string[], mark?: number): void;
+  addNode(nodeid: number, addrs: readonly string[], mark?: number, kernel?: boolean): void;
   removeNode(nodeid: number): boolean;
   resetNode(nodeid: number): boolean;
   /** Binds and starts both threads; returns the bound port. Throws {code, errno}. */
@@ -118,8 +130,11 @@ export interface NativeEngine {
   ref(): void;
   unref(): void;
   killConnections(nodeid: number): void;
-  /** The answer to an 'auth' event: our PROOF and the one expected from the peer. */
-  authReply(socketId: number, proof: Uint8Array, expected: Uint8Array): void;
+  /**
+   * The answer to an 'auth' event: the nonce of ours it was computed for (a reply to an
+   * earlier handshake is ignored), our PROOF and the one expected from the peer.
+   */
+  authReply(socketId: number, nonce: Uint8Array, proof: Uint8Array, expected: Uint8Array): void;
 }
 
 export type BatchCallback = (data: Buffer, index: Uint32Array) => void;

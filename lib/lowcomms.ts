@@ -102,6 +102,16 @@ export interface LowcommsOptions {
    * passed it is refused.
    */
   auth?: { key: string | Uint8Array };
+  /**
+   * What the other nodes run. 'lowcomms' (default): every connection with another
+   * lowcomms node starts with a short handshake that carries each side's incarnation, so
+   * that a peer that restarted is recognised and its session starts over on both sides
+   * (see "When a node restarts" in the README). 'kernel': every other node is a kernel
+   * DLM node, spoken to in pure DLM; in a mixed cluster mark the kernel nodes with
+   * `kernel: true` in the node table instead. Kernel peers cannot take part in the
+   * handshake: the membership layer must call resetNode() when one rejoins.
+   */
+  peers?: 'lowcomms' | 'kernel';
   /** TCP_USER_TIMEOUT: a peer that acks nothing for this long is dead. Default 10000. */
   tcpUserTimeoutMs?: number;
   /** Reconnect backoff cap (the kernel retries every second). Default 1000. */
@@ -136,6 +146,8 @@ export interface LowcommsStats {
   /** Times the receive thread stopped reading because the application fell behind. */
   rxPaused: number;
   rxPendingBytes: number;
+  /** This instance's incarnation (16 hex digits), chosen at start(); '' before. */
+  incarnation: string;
   nodes: NodeStats[];
 }
 
@@ -160,7 +172,25 @@ export interface LowcommsEvents {
   error: [LowcommsError];
   drain: [{ nodeid: number }];
   closed: [{ nodeid: number }];
+  /**
+   * Messages that were not delivered and never will be: `reason` 'removed' (removeNode),
+   * 'reset' (resetNode), 'closing' (sent to a node in its FIN handshake) or 'restart'
+   * (sent to a peer's previous incarnation and never acknowledged by it).
+   */
   dropped: [{ nodeid: number; count: number; reason: string }];
+  /**
+   * A peer restarted (a new incarnation): its session started over on both sides before
+   * any message of the new one was read. `dropped` messages sent to the old incarnation
+   * were never acknowledged (also reported by a 'dropped' event); messages queued but not
+   * yet sent go to the new incarnation.
+   */
+  restart: [{ nodeid: number; previous: string; incarnation: string; dropped: number }];
+  /**
+   * A peer's frames keep being dropped as duplicates or gaps, or its acks went backwards:
+   * its protocol state is not ours (typically a kernel DLM node that restarted and was
+   * not reset). Rate-limited; `message` says what to do (usually resetNode(nodeid)).
+   */
+  desync: [{ nodeid: number; reason: 'duplicates' | 'gaps' | 'acks_backwards'; count: number; message: string }];
   assoc: [{ nodeid: number; state: string; address: string }];
   path: [{ nodeid: number; address: string; state: string }];
   close: [];
@@ -170,7 +200,7 @@ type MessageHandler = (msg: DlmMessage) => void;
 type BatchHandler = (batch: MessageBatch) => void;
 
 const EMPTY = new Uint8Array(0);
-const AUTH_LABEL = 'lowcomms-auth-v1';
+const AUTH_LABEL = 'lowcomms-auth-v2';
 
 function positiveInt(name: string, v: unknown, max = 0xffffffff): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max)
@@ -216,6 +246,10 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     this.kernelMinimums = opts.kernelMinimums ?? false;
     if (opts.protocol !== undefined && opts.protocol !== '3.1' && opts.protocol !== '3.2')
       throw new ConfigError(`protocol must be '3.1' or '3.2', got ${String(opts.protocol)}`);
+    if (opts.peers !== undefined && opts.peers !== 'lowcomms' && opts.peers !== 'kernel')
+      throw new ConfigError(`peers must be 'lowcomms' or 'kernel', got ${String(opts.peers)}`);
+    if (this.authKey && (opts.peers === 'kernel' || [...this.nodes].some((n) => n.kernel && n.nodeid !== this.nodeid)))
+      throw new ConfigError('auth cannot be used with kernel DLM peers: they cannot take part in the handshake');
     const t = opts.transport ?? 'tcp';
     if (t !== 'tcp' && t !== 'sctp' && t !== 'detect')
       throw new ConfigError(`transport must be 'tcp', 'sctp' or 'detect', got ${String(t)}`);
@@ -281,7 +315,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
         (data, index) => this.dispatch(data, index),
         (ev) => this.onNativeEvent(ev),
       );
-      for (const n of this.nodes) engine.addNode(n.nodeid, n.addrs, n.mark);
+      for (const n of this.nodes) engine.addNode(n.nodeid, n.addrs, n.mark, this.isKernel(n));
       try {
         this.boundPort = engine.start();
       } catch (err) {
@@ -347,8 +381,13 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       throw err;
     }
     const n = this.nodes.require(node.nodeid);
+    if (this.authKey && this.isKernel(n)) {
+      this.nodes.remove(n.nodeid);
+      if (existing) this.nodes.add(existing);
+      throw new ConfigError(`node ${n.nodeid}: auth cannot be used with kernel DLM peers`);
+    }
     this.sender?.flush();
-    this.engine?.addNode(n.nodeid, n.addrs, n.mark);
+    this.engine?.addNode(n.nodeid, n.addrs, n.mark, this.isKernel(n));
   }
 
   /**
@@ -414,6 +453,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       batches: s?.batches ?? 0,
       rxPaused: s?.rxPaused ?? 0,
       rxPendingBytes: s?.rxPendingBytes ?? 0,
+      incarnation: s?.incarnation ?? '',
       nodes: (s?.nodes ?? []).filter((n) => n.nodeid !== this.nodeid),
     };
   }
@@ -473,22 +513,39 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     return { flushed, unacked };
   }
 
+  private isKernel(n: Readonly<NodeConfig>): boolean {
+    return this.opts.peers === 'kernel' || n.kernel === true;
+  }
+
   /**
    * The peer's HELLO arrived on a connection: compute our PROOF and the one we expect,
-   * HMAC-SHA256(key, label | nodeid of the prover | nodeid of the verifier | verifier's
-   * nonce | prover's nonce), so that a proof is bound to this connection's two nonces.
+   * HMAC-SHA256(key, label | nodeid of the prover | nodeid of the verifier | prover's
+   * incarnation | verifier's incarnation | verifier's nonce | prover's nonce), so that
+   * a proof is bound to this connection's two nonces and to both incarnations.
    */
   private answerAuth(ev: NativeEvent): void {
     const key = this.authKey;
     if (!key || !this.engine) return;
-    const [mine, theirs] = ev.detail.split(':').map((h) => Buffer.from(h, 'hex'));
-    const mac = (prover: number, verifier: number, verifierNonce: Buffer, proverNonce: Buffer) => {
+    const [mine, theirs, myInc, theirInc] = ev.detail.split(':').map((h) => Buffer.from(h, 'hex'));
+    const mac = (prover: number, verifier: number, proverInc: Buffer, verifierInc: Buffer, verifierNonce: Buffer, proverNonce: Buffer) => {
       const ids = Buffer.alloc(8);
       ids.writeUInt32LE(prover, 0);
       ids.writeUInt32LE(verifier, 4);
-      return createHmac('sha256', key).update(AUTH_LABEL).update(ids).update(verifierNonce).update(proverNonce).digest();
+      return createHmac('sha256', key)
+        .update(AUTH_LABEL)
+        .update(ids)
+        .update(proverInc)
+        .update(verifierInc)
+        .update(verifierNonce)
+        .update(proverNonce)
+        .digest();
     };
-    this.engine.authReply(ev.value, mac(this.nodeid, ev.nodeid, theirs!, mine!), mac(ev.nodeid, this.nodeid, mine!, theirs!));
+    this.engine.authReply(
+      ev.value,
+      mine!,
+      mac(this.nodeid, ev.nodeid, myInc!, theirInc!, theirs!, mine!),
+      mac(ev.nodeid, this.nodeid, theirInc!, myInc!, mine!, theirs!),
+    );
   }
 
   private resolveTransport(binding: ReturnType<typeof loadBinding>): TransportName {
@@ -596,6 +653,21 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
         return;
       case 'dropped':
         this.emit('dropped', { nodeid: ev.nodeid, count: ev.value, reason: ev.code });
+        return;
+      case 'restart': {
+        const [previous = '', incarnation = ''] = ev.detail.split(':');
+        // Messages staged for the old incarnation were handed to the native layer already.
+        this.sender?.forget(ev.nodeid);
+        this.emit('restart', { nodeid: ev.nodeid, previous, incarnation, dropped: ev.value });
+        return;
+      }
+      case 'desync':
+        this.emit('desync', {
+          nodeid: ev.nodeid,
+          reason: ev.code as 'duplicates' | 'gaps' | 'acks_backwards',
+          count: ev.value,
+          message: ev.detail,
+        });
         return;
       case 'assoc':
         this.emit('assoc', { nodeid: ev.nodeid, state: ev.code, address: ev.detail });

@@ -20,6 +20,12 @@ export interface NodeConfig {
   mark?: number;
   /** A display name (corosync's nodelist `name`). */
   name?: string;
+  /**
+   * A kernel DLM node (fs/dlm), not a lowcomms one: it is spoken to in pure DLM, with no
+   * lowcomms handshake, so its restarts cannot be seen by lowcomms; the membership
+   * layer must call resetNode() when it rejoins. Default false.
+   */
+  kernel?: boolean;
 }
 
 /** DLM_MAX_ADDR_COUNT of recent kernels (it was 3 before). */
@@ -301,7 +307,7 @@ export class NodeTable implements Iterable<Readonly<NodeConfig>> {
    */
   add(node: NodeConfig): Readonly<NodeConfig> {
     if (node === null || typeof node !== 'object') throw new ConfigError(`a node must be an object, got ${show(node)}`);
-    const { nodeid, addrs: given, mark, name } = node;
+    const { nodeid, addrs: given, mark, name, kernel } = node;
     if (typeof nodeid !== 'number' || !Number.isInteger(nodeid) || nodeid < 1 || nodeid > MAX_U32)
       throw new ConfigError(`node ${show(nodeid)}: nodeid must be an integer in 1..${MAX_U32}`);
     if (this.byId.has(nodeid)) throw new ConfigError(`node ${nodeid}: nodeid ${nodeid} is already in the table`);
@@ -313,6 +319,8 @@ export class NodeTable implements Iterable<Readonly<NodeConfig>> {
       throw new ConfigError(`node ${nodeid}: mark ${show(mark)} is not an integer in 0..${MAX_U32}`);
     if (name !== undefined && (typeof name !== 'string' || name === ''))
       throw new ConfigError(`node ${nodeid}: name ${show(name)} is not a non-empty string`);
+    if (kernel !== undefined && typeof kernel !== 'boolean')
+      throw new ConfigError(`node ${nodeid}: kernel ${show(kernel)} is not a boolean`);
     const addrs: string[] = [];
     let fam = this.fam;
     for (const a of given as readonly unknown[]) {
@@ -335,6 +343,7 @@ export class NodeTable implements Iterable<Readonly<NodeConfig>> {
     const copy: NodeConfig = { nodeid, addrs: Object.freeze(addrs) };
     if (mark !== undefined) copy.mark = mark;
     if (name !== undefined) copy.name = name;
+    if (kernel) copy.kernel = true;
     const frozen = Object.freeze(copy);
     this.byId.set(nodeid, frozen);
     for (const a of addrs) this.byAddr.set(a, nodeid);

@@ -34,6 +34,7 @@ async function setup(t: TestContext, options: Partial<LowcommsOptions> = {}) {
     ],
     port,
     ackDelayMs: 600_000,
+    peers: 'kernel', // the raw peer speaks DLM as a kernel node does
     ...options,
   });
   const got: string[] = [];
@@ -204,4 +205,39 @@ test('piggy-back: past 32 delivered, our next send carries ACK(seq_next) right i
   await p2.waitCount(1, 's3', { from: m });
   await sleep(50);
   assert.deepEqual(show(p2.since(m)), [MSG(3)], 'the ACK reset the count');
+});
+
+test('a kernel peer that restarted unseen: its frames dropped as duplicates for 2 s raise a desync event naming resetNode', async (t) => {
+  const { comms, p2, got } = await setup(t);
+  const desync: { nodeid: number; reason: string; message: string }[] = [];
+  comms.on('desync', (e) => desync.push(e));
+  for (let i = 0; i < 5; i++) await p2.send(seqMsg(i, 2, `old${i}`));
+  await until(() => got.length === 5, 5000, 'the first session');
+  // The peer "restarted" without anyone calling resetNode(): it numbers from 0 again.
+  const start = Date.now();
+  for (let i = 0; Date.now() - start < 2600; i++) {
+    await p2.send(seqMsg(i % 5, 2, `new${i}`));
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await until(() => desync.length > 0, 3000, 'a desync event');
+  assert.equal(desync.length, 1, 'rate-limited: one event');
+  assert.equal(desync[0]!.nodeid, 2);
+  assert.equal(desync[0]!.reason, 'duplicates');
+  assert.match(desync[0]!.message, /resetNode\(2\)/);
+  assert.equal(got.length, 5, 'nothing of the unseen new session was delivered');
+});
+
+test('acks going backwards (a peer acking from 0 again) raise a desync event at once', async (t) => {
+  const { comms, p2 } = await setup(t);
+  const desync: { reason: string }[] = [];
+  comms.on('desync', (e) => desync.push(e));
+  comms.send(2, { lockspace: 1, body: 'm1' });
+  comms.send(2, { lockspace: 1, body: 'm2' });
+  await p2.waitCount(3, 'our three messages');
+  await p2.send(ack(3, 2));
+  await until(() => comms.stats().nodes.find((n) => n.nodeid === 2)!.unacked === 0, 2000, 'the ack');
+  await p2.send(ack(1, 2)); // backwards
+  await until(() => desync.length > 0, 2000, 'a desync event');
+  assert.equal(desync[0]!.reason, 'acks_backwards');
+  assert.equal(comms.stats().nodes.find((n) => n.nodeid === 2)!.acksBackwards, 1);
 });

@@ -85,7 +85,7 @@ function harness(options: { kernelMinimums?: boolean } = {}) {
     h.p3 = await RawPeer.start({ nodeid: 3, addr: '127.0.0.3', port, target: '127.0.0.1' });
     h.p4 = await RawPeer.start({ nodeid: 4, addr: '127.0.0.4', port, target: '127.0.0.1' });
     // A long idle-ACK delay: every ACK seen in these tests is one the rules demand at once.
-    h.comms = new Lowcomms({ nodeid: 1, nodes, port, ackDelayMs: 60_000, ...options });
+    h.comms = new Lowcomms({ nodeid: 1, nodes, port, ackDelayMs: 60_000, peers: 'kernel', ...options });
     h.comms.onMessage((m) =>
       h.got.push({ nodeid: m.nodeid, cmd: m.cmd, version: m.version, body: m.body.toString('latin1'), raw: Buffer.from(m.raw) }),
     );

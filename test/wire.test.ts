@@ -245,7 +245,7 @@ describe('wire format, golden frames both ways (one lowcomms, raw peers as nodes
   before(async () => {
     p2 = await RawPeer.start({ nodeid: 2, addr: '127.0.0.2', port, target: '127.0.0.1' });
     p3 = await RawPeer.start({ nodeid: 3, addr: '127.0.0.3', port, target: '127.0.0.1' });
-    comms = new Lowcomms({ nodeid: 1, nodes, port, ackDelayMs: 10 });
+    comms = new Lowcomms({ nodeid: 1, nodes, port, ackDelayMs: 10, peers: 'kernel' });
     comms.onMessage((m) => got.push(copy(m)));
     await comms.start();
   });

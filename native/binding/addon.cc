@@ -172,6 +172,14 @@ Napi::Error engine_error(Napi::Env env, const EngineError& e) {
   return err;
 }
 
+// 16 hex digits: an incarnation as JavaScript shows it (a number would lose bits).
+std::string hex64(uint64_t v) {
+  static const char* digits = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; i--, v >>= 4) out[size_t(i)] = digits[v & 15];
+  return out;
+}
+
 const char* version_name(PeerVersion v) {
   return v == PeerVersion::k32 ? "3.2" : v == PeerVersion::k31 ? "3.1" : "unknown";
 }
@@ -232,7 +240,8 @@ class Engine : public Napi::ObjectWrap<Engine> {
     const uint32_t nodeid = info[0].As<Napi::Number>().Uint32Value();
     auto addrs = parse_addrs(info.Env(), info[1]);
     const uint32_t mark = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0;
-    engine_->add_node(nodeid, std::move(addrs), mark);
+    const bool kernel = info.Length() > 3 && info[3].ToBoolean().Value();
+    engine_->add_node(nodeid, std::move(addrs), mark, kernel);
     return info.Env().Undefined();
   }
   Napi::Value RemoveNode(const Napi::CallbackInfo& info) {
@@ -287,13 +296,16 @@ class Engine : public Napi::ObjectWrap<Engine> {
     shutdown();
     return info.Env().Undefined();
   }
-  // authReply(socketId, proof: Uint8Array(32), expected: Uint8Array(32))
+  // authReply(socketId, nonce: Uint8Array(32), proof: Uint8Array(32), expected: Uint8Array(32))
   Napi::Value AuthReply(const Napi::CallbackInfo& info) {
-    auto proof = info[1].As<Napi::Uint8Array>();
-    auto expected = info[2].As<Napi::Uint8Array>();
-    if (proof.ByteLength() != auth::kMacLen || expected.ByteLength() != auth::kMacLen)
-      throw Napi::TypeError::New(info.Env(), "authReply: 32-byte MACs expected");
-    engine_->auth_reply(uint64_t(info[0].As<Napi::Number>().Int64Value()), proof.Data(), expected.Data());
+    auto nonce = info[1].As<Napi::Uint8Array>();
+    auto proof = info[2].As<Napi::Uint8Array>();
+    auto expected = info[3].As<Napi::Uint8Array>();
+    if (nonce.ByteLength() != auth::kNonceLen || proof.ByteLength() != auth::kMacLen ||
+        expected.ByteLength() != auth::kMacLen)
+      throw Napi::TypeError::New(info.Env(), "authReply: a 32-byte nonce and 32-byte MACs expected");
+    engine_->auth_reply(uint64_t(info[0].As<Napi::Number>().Int64Value()), nonce.Data(), proof.Data(),
+                        expected.Data());
     return info.Env().Undefined();
   }
   Napi::Value KillConnections(const Napi::CallbackInfo& info) {
@@ -320,6 +332,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
     out.Set("batches", Napi::Number::New(env, double(g.batches)));
     out.Set("rxPaused", Napi::Number::New(env, double(g.rx_paused)));
     out.Set("rxPendingBytes", Napi::Number::New(env, double(engine_->rx_pending_bytes())));
+    out.Set("incarnation", Napi::String::New(env, hex64(engine_->incarnation())));
     auto nodes = Napi::Array::New(env);
     uint32_t i = 0;
     for (const auto& s : engine_->node_stats()) {
@@ -340,6 +353,11 @@ class Engine : public Napi::ObjectWrap<Engine> {
       num("backpressure", double(s.backpressure));
       num("acksSent", double(s.acks_sent));
       num("droppedUnacked", double(s.dropped_unacked));
+      num("restarts", double(s.restarts));
+      num("desyncReports", double(s.desync_reports));
+      num("acksBackwards", double(s.rx.acks_backwards));
+      n.Set("kernel", Napi::Boolean::New(env, s.kernel));
+      n.Set("peerIncarnation", Napi::String::New(env, hex64(s.peer_incarnation)));
       num("queuedBytes", double(s.queued_bytes));
       num("heldBytes", double(s.held_bytes));
       num("unacked", double(s.unacked));

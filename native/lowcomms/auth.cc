@@ -1,33 +1,68 @@
 #include "lowcomms/auth.h"
 
 #include <sys/random.h>
+#include <cerrno>
 #include "dlm/wire.h"
 
 namespace lowcomms::auth {
 
-bool make_nonce(uint8_t* out) {
+namespace {
+bool random_bytes(uint8_t* out, size_t n) {
   size_t got = 0;
-  while (got < kNonceLen) {
-    const ssize_t r = ::getrandom(out + got, kNonceLen - got, 0);
+  while (got < n) {
+    const ssize_t r = ::getrandom(out + got, n - got, 0);
+    if (r < 0 && errno == EINTR) continue;  // a signal is no reason to drop a connection
     if (r <= 0) return false;
     got += size_t(r);
   }
   return true;
 }
 
-bool Session::start(uint32_t our_nodeid, uint8_t* hello) {
+void put_le64(uint8_t* p, uint64_t v) {
+  dlm::put_le32(p, uint32_t(v));
+  dlm::put_le32(p + 4, uint32_t(v >> 32));
+}
+uint64_t get_le64(const uint8_t* p) { return dlm::get_le32(p) | uint64_t(dlm::get_le32(p + 4)) << 32; }
+}  // namespace
+
+bool make_nonce(uint8_t* out) { return random_bytes(out, kNonceLen); }
+
+bool make_incarnation(uint64_t* out) {
+  uint8_t b[8];
+  do {
+    if (!random_bytes(b, sizeof b)) return false;
+    *out = get_le64(b);
+  } while (*out == 0);
+  return true;
+}
+
+const char* bad_reason(Bad b) {
+  switch (b) {
+    case Bad::kNone: return "";
+    case Bad::kNotHandshake: return "not a lowcomms handshake";
+    case Bad::kWrongNode: return "HELLO names another node";
+    case Bad::kKeyMismatch: return "one side has a cluster key and the other has none";
+  }
+  return "";
+}
+
+bool Session::start(uint32_t our_nodeid, uint64_t our_incarnation, bool with_key, uint8_t* hello) {
   reset();
   generation++;
+  keyed = with_key;
   if (!make_nonce(my_nonce)) return false;
   std::memcpy(hello, kHelloMagic, 4);
   dlm::put_le32(hello + 4, our_nodeid);
-  std::memcpy(hello + 8, my_nonce, kNonceLen);
+  dlm::put_le32(hello + 8, with_key ? kFlagKeyed : 0);
+  put_le64(hello + 12, our_incarnation);
+  std::memcpy(hello + 20, my_nonce, kNonceLen);
   state = State::kAwaitHello;
   return true;
 }
 
 void Session::reset() {
   state = State::kOff;
+  peer_incarnation = 0;
   have_peer_proof = false;
   have_expected = false;
 }
@@ -35,20 +70,38 @@ void Session::reset() {
 Step consume(Session& s, uint32_t peer_nodeid, const uint8_t* buf, size_t len) {
   Step st;
   if (s.state == State::kAwaitHello) {
-    if (len < kHelloLen) return st;
-    // The node the address says it is, or nothing.
-    if (!is_magic(buf, kHelloMagic) || dlm::get_le32(buf + 4) != peer_nodeid) {
-      st.bad = true;
+    if (len < kHelloLen) {
+      // A prefix that cannot become a HELLO is refused now, not after kMaxPreAuthBytes.
+      if (std::memcmp(buf, kHelloMagic, len < 4 ? len : 4) != 0) st.bad = Bad::kNotHandshake;
       return st;
     }
-    st.peer_nonce = buf + 8;
+    if (!is_magic(buf, kHelloMagic)) {
+      st.bad = Bad::kNotHandshake;
+      return st;
+    }
+    // The node the address says it is, or nothing.
+    if (dlm::get_le32(buf + 4) != peer_nodeid) {
+      st.bad = Bad::kWrongNode;
+      return st;
+    }
+    // No downgrade either way: both sides hold a key or neither does.
+    if (((dlm::get_le32(buf + 8) & kFlagKeyed) != 0) != s.keyed) {
+      st.bad = Bad::kKeyMismatch;
+      return st;
+    }
+    s.peer_incarnation = get_le64(buf + 12);
+    if (s.peer_incarnation == 0) {
+      st.bad = Bad::kNotHandshake;
+      return st;
+    }
+    st.peer_nonce = buf + 20;
     s.state = State::kAwaitProof;
     st.consumed = kHelloLen;
   }
-  if (s.state == State::kAwaitProof && !s.have_peer_proof) {
+  if (s.keyed && s.state == State::kAwaitProof && !s.have_peer_proof) {
     if (len - st.consumed < kProofLen) return st;
     if (!is_magic(buf + st.consumed, kProofMagic)) {
-      st.bad = true;
+      st.bad = Bad::kNotHandshake;
       return st;
     }
     std::memcpy(s.peer_proof, buf + st.consumed + 4, kMacLen);
@@ -59,11 +112,11 @@ Step consume(Session& s, uint32_t peer_nodeid, const uint8_t* buf, size_t len) {
   return st;
 }
 
-int verify(Session& s) {
+int verify(const Session& s) {
+  if (s.state != State::kAwaitProof) return 0;
+  if (!s.keyed) return 1;
   if (!s.have_peer_proof || !s.have_expected) return 0;
-  if (!macs_equal(s.peer_proof, s.expected)) return -1;
-  s.state = State::kDone;
-  return 1;
+  return macs_equal(s.peer_proof, s.expected) ? 1 : -1;
 }
 
 }  // namespace lowcomms::auth

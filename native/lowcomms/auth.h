@@ -1,9 +1,12 @@
-// Optional peer authentication (beyond the kernel; off by default, since kernel DLM peers
-// cannot speak it). When a TCP connection comes up, each side sends HELLO (its nodeid and
-// a fresh 32-byte nonce); on the peer's HELLO each side sends PROOF, an HMAC-SHA256 under
-// the shared cluster key over both nodeids and both nonces. Only after the peer's PROOF
-// checks out is any DLM frame read or sent. The HMACs are computed by the JS side with
-// Node's crypto (never a home-made primitive); this file only frames and compares.
+// The lowcomms handshake (beyond the kernel, so never run with a kernel DLM peer):
+// when a TCP connection or an SCTP association with another lowcomms node comes up,
+// each side sends HELLO: its nodeid, its incarnation (a random id chosen at start(), so
+// that a peer that restarted is recognised for certain) and a fresh 32-byte nonce.
+// Without a cluster key the handshake ends with the peer's HELLO. With a key, each side
+// then sends PROOF, an HMAC-SHA256 under the key over both nodeids, both incarnations
+// and both nonces; only after the peer's PROOF checks out is any DLM frame read or
+// sent. The HMACs are computed by the JS side with Node's crypto (never a home-made
+// primitive); this file only frames and compares. Wire format: docs/protocol.md.
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -14,49 +17,60 @@ namespace lowcomms::auth {
 
 constexpr size_t kNonceLen = 32;
 constexpr size_t kMacLen = 32;
-constexpr uint8_t kHelloMagic[4] = {'L', 'C', 'A', '1'};
-constexpr uint8_t kProofMagic[4] = {'L', 'C', 'P', '1'};
-constexpr size_t kHelloLen = 4 + 4 + kNonceLen;  // magic, le32 nodeid, nonce
-constexpr size_t kProofLen = 4 + kMacLen;        // magic, mac
-// Bytes a peer may send before it is authenticated (HELLO + PROOF + a little slack).
+constexpr uint8_t kHelloMagic[4] = {'L', 'C', 'H', '2'};
+constexpr uint8_t kProofMagic[4] = {'L', 'C', 'P', '2'};
+// magic, le32 nodeid, le32 flags, le64 incarnation, nonce
+constexpr size_t kHelloLen = 4 + 4 + 4 + 8 + kNonceLen;
+constexpr size_t kProofLen = 4 + kMacLen;  // magic, mac
+constexpr uint32_t kFlagKeyed = 1;         // the sender holds a cluster key
+// Bytes a peer may send before the handshake is done (HELLO + PROOF + a little slack).
 constexpr size_t kMaxPreAuthBytes = 4096;
 
 enum class State : uint8_t { kOff, kAwaitHello, kAwaitProof, kDone };
 
 // Fills a nonce from the kernel's random source; false if it failed.
 bool make_nonce(uint8_t* out);
+// A random incarnation id, never 0 (0 means "not known yet").
+bool make_incarnation(uint64_t* out);
 
 // One handshake: a TCP connection's, or an SCTP association's. `state` is read by the
 // send thread (it may send once kDone); the rest belongs to the receive thread.
 struct Session {
   std::atomic<State> state{State::kOff};
+  bool keyed = false;                 // a PROOF follows the HELLOs
   uint8_t my_nonce[kNonceLen] = {};
+  uint64_t peer_incarnation = 0;      // from the peer's HELLO
   uint8_t peer_proof[kMacLen] = {};
   uint8_t expected[kMacLen] = {};
   bool have_peer_proof = false;
   bool have_expected = false;
   // Bumped by every start(): a reply computed for an earlier start (an SCTP association
   // restarted under the same id) is recognised and ignored.
-  uint8_t generation = 0;
+  uint32_t generation = 0;
 
   // A fresh nonce, and our HELLO (kHelloLen bytes) to send; false if no randomness.
-  bool start(uint32_t our_nodeid, uint8_t* hello);
+  bool start(uint32_t our_nodeid, uint64_t our_incarnation, bool with_key, uint8_t* hello);
   void reset();
 };
 
+enum class Bad : uint8_t { kNone, kNotHandshake, kWrongNode, kKeyMismatch };
+
 struct Step {
   size_t consumed = 0;
-  bool bad = false;                   // not a handshake, or a HELLO naming another node
+  Bad bad = Bad::kNone;
   const uint8_t* peer_nonce = nullptr;  // set when the peer's HELLO was just read
-  bool got_proof = false;             // the peer's PROOF was just read
+  bool got_proof = false;               // the peer's PROOF was just read
 };
 
-// Reads HELLO, then PROOF, from the front of buf (as much as is there).
+const char* bad_reason(Bad b);
+
+// Reads HELLO, then (keyed) PROOF, from the front of buf (as much as is there).
 Step consume(Session& s, uint32_t peer_nodeid, const uint8_t* buf, size_t len);
 
-// Once both the peer's PROOF and ours-expected are known: 1 verified (state kDone),
-// -1 wrong key, 0 not yet.
-int verify(Session& s);
+// Is the handshake complete on the peer's side of it? Keyless: its HELLO was read.
+// Keyed: 1 the PROOF checks out, -1 wrong key, 0 not both MACs known yet. The caller
+// sets state = kDone once it has acted on the peer's incarnation.
+int verify(const Session& s);
 
 inline bool is_magic(const uint8_t* p, const uint8_t (&magic)[4]) { return std::memcmp(p, magic, 4) == 0; }
 

@@ -39,16 +39,24 @@ struct ConnCounters {
   std::atomic<uint64_t> connects{0}, disconnects{0}, connect_errors{0};
   std::atomic<uint64_t> resent{0}, bad_frames{0}, backpressure{0}, acks_sent{0};
   std::atomic<uint64_t> dropped_unacked{0};
+  std::atomic<uint64_t> restarts{0};        // new incarnations of the peer seen
+  std::atomic<uint64_t> desync_reports{0};  // 'desync' events emitted
 };
 
 struct Connection {
   Connection(uint32_t id, std::vector<SockAddr> a, uint32_t m, uint32_t entry_bytes,
-             PeerVersion pinned)
-      : nodeid(id), addrs(std::move(a)), mark(m), wq(entry_bytes), mc(id, pinned) {}
+             PeerVersion pinned, bool hs)
+      : nodeid(id), addrs(std::move(a)), mark(m), handshake(hs), wq(entry_bytes), mc(id, pinned) {}
 
   const uint32_t nodeid;
   std::vector<SockAddr> addrs;   // guarded by the engine's table lock
   const uint32_t mark;
+  // A lowcomms peer: every connection runs the handshake (auth.h) before DLM frames.
+  // False for a kernel DLM node (and with protocol 3.1), which must see only DLM bytes.
+  const bool handshake;
+  // The peer's incarnation as last learned from a handshake; 0 before the first one.
+  // Written by the receive thread only.
+  std::atomic<uint64_t> peer_incarnation{0};
 
   std::mutex mu;        // guards wq and mc
   WriteQueue wq;
@@ -61,9 +69,9 @@ struct Connection {
   std::atomic<int32_t> assoc_id{0};     // SCTP: the association, 0 when down
   std::atomic<bool> assoc_up{false};
 
-  // Send-thread state.
+  // Send-thread state (tx_state is read by stats() on the JS thread too).
   enum class TxState : uint8_t { kIdle, kConnecting, kAuthenticating, kConnected };
-  TxState tx_state = TxState::kIdle;
+  std::atomic<TxState> tx_state{TxState::kIdle};
   std::shared_ptr<Socket> sock;
   bool writable = false;
   int64_t retry_at_ns = 0;
@@ -74,7 +82,16 @@ struct Connection {
   // Receive-thread state (SCTP): a message delivered in parts (no MSG_EOR yet); which
   // association passed the authentication handshake.
   std::vector<uint8_t> sctp_partial;
-  std::atomic<int32_t> sctp_authed_assoc{0};   // the association proven, 0 if none (send thread reads)
+  std::atomic<int32_t> sctp_authed_assoc{0};   // the association through its handshake, 0 if none (send thread reads)
+
+  // Receive-thread state: frames dropped as duplicates or gaps, or acks going
+  // backwards, with no delivery in between (a peer whose midcomms state is not ours).
+  struct Desync {
+    int64_t since_ns = 0;      // first such drop since the last delivery, 0 if none
+    uint64_t drops = 0;
+    uint64_t acks_backwards = 0;
+    int64_t reported_ns = 0;   // last 'desync' event (rate limit)
+  } desync;
 
   ConnCounters ctr;
 };

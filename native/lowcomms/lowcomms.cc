@@ -54,7 +54,7 @@ uint32_t Lowcomms::nodeid_of(const sockaddr* sa) {
   return 0;
 }
 
-void Lowcomms::add_node(uint32_t nodeid, std::vector<SockAddr> addrs, uint32_t mark) {
+void Lowcomms::add_node(uint32_t nodeid, std::vector<SockAddr> addrs, uint32_t mark, bool kernel) {
   for (auto& a : addrs) a = with_port(a, cfg_.port);
   ConnPtr c;
   {
@@ -66,7 +66,8 @@ void Lowcomms::add_node(uint32_t nodeid, std::vector<SockAddr> addrs, uint32_t m
       return;
     }
     slot = c = std::make_shared<Connection>(nodeid, std::move(addrs), mark, cfg_.entry_bytes,
-                                            cfg_.protocol31 ? PeerVersion::k31 : PeerVersion::kNotSet);
+                                            cfg_.protocol31 ? PeerVersion::k31 : PeerVersion::kNotSet,
+                                            !kernel && !cfg_.protocol31);
   }
   if (running_ && nodeid != cfg_.local_nodeid) kick_tx(c);
 }
@@ -115,24 +116,6 @@ bool Lowcomms::reset_node(uint32_t nodeid) {
     kick_tx(c);
   }
   return true;
-}
-
-void Lowcomms::auth_reply(uint64_t sock_id, const uint8_t* proof, const uint8_t* expected) {
-  AuthReply r{sock_id, {}, {}};
-  std::memcpy(r.proof, proof, auth::kMacLen);
-  std::memcpy(r.expected, expected, auth::kMacLen);
-  {
-    std::lock_guard lk(rx_cmd_mu_);
-    rx_auth_replies_.push_back(r);
-  }
-  rx_wake_.signal();
-}
-
-bool Lowcomms::auth_start(Socket& s) {
-  uint8_t hello[auth::kHelloLen];
-  if (!s.auth.start(cfg_.local_nodeid, hello)) return false;
-  // A fresh socket's send buffer takes 40 bytes at once.
-  return ::send(s.fd.get(), hello, sizeof hello, MSG_NOSIGNAL | MSG_DONTWAIT) == ssize_t(sizeof hello);
 }
 
 void Lowcomms::kill_connections(uint32_t nodeid) {
@@ -352,6 +335,10 @@ std::vector<Lowcomms::NodeStats> Lowcomms::node_stats() {
     s.backpressure = k.backpressure;
     s.acks_sent = k.acks_sent;
     s.dropped_unacked = k.dropped_unacked;
+    s.restarts = k.restarts;
+    s.desync_reports = k.desync_reports;
+    s.peer_incarnation = c->peer_incarnation;
+    s.kernel = !c->handshake && !cfg_.protocol31;
     s.connected = cfg_.transport == Transport::kSctp ? c->assoc_up.load()
                                                      : c->tx_state == Connection::TxState::kConnected;
     std::lock_guard lk(c->mu);
@@ -381,6 +368,7 @@ void Lowcomms::start() {
     throw EngineError{"CONFIG", "TCP can't handle multi-homed hosts, use SCTP (local node has " +
                                     std::to_string(local_.size()) + " addresses)",
                       0};
+  if (!auth::make_incarnation(&incarnation_)) throw EngineError{"ERRNO", "getrandom failed", errno};
   tx_epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
   rx_epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
   if (!tx_epoll_ || !rx_epoll_) throw EngineError{"ERRNO", "epoll_create1 failed", errno};

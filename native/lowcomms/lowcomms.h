@@ -55,7 +55,8 @@ class Lowcomms {
   Lowcomms& operator=(const Lowcomms&) = delete;
 
   // Node table. Before or after start(); re-adding a nodeid replaces its addresses.
-  void add_node(uint32_t nodeid, std::vector<SockAddr> addrs, uint32_t mark);
+  // `kernel`: a kernel DLM node, spoken to in pure DLM (no lowcomms handshake).
+  void add_node(uint32_t nodeid, std::vector<SockAddr> addrs, uint32_t mark, bool kernel);
   // midcomms close: stop I/O, drop queued and unacked messages (counted, reported).
   bool remove_node(uint32_t nodeid);
   // Forget a peer's midcomms state (it restarted without a FIN handshake).
@@ -91,7 +92,7 @@ class Lowcomms {
 
   // Peer authentication: the JS side's answer to an "auth" event for socket `sock_id`:
   // the PROOF to send and the one expected from the peer (auth.h).
-  void auth_reply(uint64_t sock_id, const uint8_t* proof, const uint8_t* expected);
+  void auth_reply(uint64_t sock_id, const uint8_t* nonce, const uint8_t* proof, const uint8_t* expected);
 
   // JS consumed `bytes` of delivered batches: reading may resume.
   void release(size_t bytes);
@@ -100,7 +101,10 @@ class Lowcomms {
     uint32_t nodeid;
     bool connected;
     uint64_t tx_msgs, tx_bytes, tx_syscalls, rx_msgs, rx_bytes, connects, disconnects,
-        connect_errors, resent, bad_frames, backpressure, acks_sent, dropped_unacked;
+        connect_errors, resent, bad_frames, backpressure, acks_sent, dropped_unacked, restarts,
+        desync_reports;
+    uint64_t peer_incarnation;
+    bool kernel;
     size_t queued_bytes, held_bytes, unacked;
     uint32_t seq_send, seq_next;
     PeerVersion version;
@@ -111,6 +115,7 @@ class Lowcomms {
   const GlobalCounters& counters() const { return gctr_; }
   size_t rx_pending_bytes() const { return rx_pending_.load(); }
   uint16_t bound_port() const { return bound_port_; }
+  uint64_t incarnation() const { return incarnation_; }
   const Config& config() const { return cfg_; }
 
  private:
@@ -155,25 +160,35 @@ class Lowcomms {
   void rx_drop_socket(uint64_t id, bool notify_tx);
   void rx_kill_node(uint32_t nodeid);
 
-  // Peer authentication (auth.h; threads_rx.cc, transport_sctp.cc).
+  // The handshake (auth.h; handshake.cc): identity, and with a key, authentication.
   struct AuthReply {
-    uint64_t id;   // a socket id, or kSctpAuthReply | session generation << 32 | association id
+    uint64_t id;   // a socket id, or kSctpAuthReply | association id
     uint8_t proof[auth::kMacLen];
     uint8_t expected[auth::kMacLen];
+    uint8_t nonce[auth::kNonceLen];  // the nonce of ours it answers: a stale reply is ignored
   };
   // Below 2^53, so that the id survives the trip through a JavaScript number.
   static constexpr uint64_t kSctpAuthReply = uint64_t(1) << 40;
   bool auth_start(Socket& s);
+  bool handshake_begin(auth::Session& sess, uint8_t* hello);
   void emit_auth_request(uint32_t nodeid, const auth::Session& a, const uint8_t* peer_nonce, uint64_t reply_id);
-  size_t rx_auth(const std::shared_ptr<Socket>& s, const uint8_t* buf, size_t len, bool* fail);
+  size_t rx_auth(const std::shared_ptr<Socket>& s, const uint8_t* buf, size_t len, const char** fail);
   void rx_auth_check(const std::shared_ptr<Socket>& s);
   void rx_auth_failed(const std::shared_ptr<Socket>& s, const char* why);
   void rx_auth_reply(const AuthReply& r);
+  // A handshake completed with `incarnation`: a peer seen before under another one has
+  // restarted, so its session starts over before any frame of the new one is read
+  // (receive thread). `via` is the socket that learned it (TCP), else null.
+  void peer_identified(const ConnPtr& c, uint64_t incarnation, const Socket* via);
+  size_t restart_session_locked(Connection& c);
+  // Frames dropped as duplicates or gaps, or acks going backwards, with no delivery in
+  // between: the peer's state is not ours. Says so, rate-limited (receive thread).
+  void rx_desync(Connection& c, uint64_t drops, uint64_t acks_backwards, bool delivered);
   bool sctp_was_aborted(int32_t assoc_id) const;
   void sctp_forget_aborted(int32_t assoc_id);
   void sctp_auth_start(const ConnPtr& c, int32_t assoc_id);
   void sctp_auth_message(const ConnPtr& c, int32_t assoc_id, const uint8_t* data, size_t len);
-  void sctp_auth_reply(int32_t assoc_id, uint8_t generation, const uint8_t* proof, const uint8_t* expected);
+  void sctp_auth_reply(int32_t assoc_id, const uint8_t* nonce, const uint8_t* proof, const uint8_t* expected);
   void sctp_auth_failed(const ConnPtr& c, int32_t assoc_id, const char* why);
   void sctp_drop_assoc(const ConnPtr& c, int32_t assoc_id);
   void sctp_auth_verified(const ConnPtr& c, int32_t assoc_id, int verdict);
@@ -212,6 +227,7 @@ class Lowcomms {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> closing_{false};
   uint16_t bound_port_ = 0;
+  uint64_t incarnation_ = 0;  // ours, chosen at start(); sent in every HELLO
 
   // Send thread.
   UniqueFd tx_epoll_;

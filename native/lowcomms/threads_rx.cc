@@ -42,7 +42,7 @@ void Lowcomms::rx_commands() {
   for (uint32_t nodeid : kill_nodes) rx_kill_node(nodeid);
   for (const AuthReply& r : replies) rx_auth_reply(r);
   for (auto& s : add) {
-    if (s->dead) continue;
+    if (s->dead || rx_socks_.count(s->id)) continue;
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.u64 = s->id;
@@ -82,89 +82,6 @@ void Lowcomms::rx_drop_socket(uint64_t id, bool notify_tx) {
   }
 }
 
-namespace {
-std::string hex(const uint8_t* p, size_t n) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < n; i++) {
-    out.push_back(digits[p[i] >> 4]);
-    out.push_back(digits[p[i] & 15]);
-  }
-  return out;
-}
-}  // namespace
-
-void Lowcomms::emit_auth_request(uint32_t nodeid, const auth::Session& a, const uint8_t* peer_nonce,
-                                 uint64_t reply_id) {
-  // The JS side computes both HMACs and answers through auth_reply(reply_id, ...).
-  emit(Event{"auth", nodeid, hex(a.my_nonce, auth::kNonceLen) + ":" + hex(peer_nonce, auth::kNonceLen), "",
-             int64_t(reply_id)});
-}
-
-size_t Lowcomms::rx_auth(const std::shared_ptr<Socket>& s, const uint8_t* buf, size_t len, bool* fail) {
-  const auth::Step st = auth::consume(s->auth, s->nodeid, buf, len);
-  if (st.bad) {
-    *fail = true;
-    return st.consumed;
-  }
-  if (st.peer_nonce) emit_auth_request(s->nodeid, s->auth, st.peer_nonce, s->id);
-  if (st.got_proof) rx_auth_check(s);
-  return st.consumed;
-}
-
-void Lowcomms::rx_auth_check(const std::shared_ptr<Socket>& s) {
-  const int v = auth::verify(s->auth);
-  if (v == 0) return;
-  if (v < 0) {
-    rx_auth_failed(s, "wrong cluster key");
-    return;
-  }
-  if (s->outgoing)
-    if (ConnPtr c = find(s->nodeid)) kick_tx(c);  // it may now send
-  if (!s->leftover.empty()) {
-    // Frames the peer sent right behind its PROOF.
-    std::vector<uint8_t> pending;
-    pending.swap(s->leftover);
-    if (ConnPtr c = find(s->nodeid)) {
-      size_t consumed = 0;
-      if (!rx_process(*c, pending.data(), pending.size(), &consumed)) {
-        rx_drop_socket(s->id, true);
-        return;
-      }
-      s->leftover.assign(pending.begin() + long(consumed), pending.end());
-    }
-  }
-}
-
-void Lowcomms::rx_auth_failed(const std::shared_ptr<Socket>& s, const char* why) {
-  gctr_.auth_failures++;
-  emit(Event{"reject", s->nodeid, why, "auth", 0});
-  rx_drop_socket(s->id, true);
-}
-
-void Lowcomms::rx_auth_reply(const AuthReply& r) {
-  uint8_t proof[auth::kProofLen];
-  std::memcpy(proof, auth::kProofMagic, 4);
-  std::memcpy(proof + 4, r.proof, auth::kMacLen);
-  if (r.id & kSctpAuthReply) {
-    sctp_auth_reply(int32_t(uint32_t(r.id)), uint8_t(r.id >> 32), proof, r.expected);
-    return;
-  }
-  auto it = rx_socks_.find(r.id);
-  if (it == rx_socks_.end()) return;  // gone meanwhile
-  std::shared_ptr<Socket> s = it->second;
-  if (s->auth.state != auth::State::kAwaitProof || s->auth.have_expected) return;
-  if (::send(s->fd.get(), proof, sizeof proof, MSG_NOSIGNAL | MSG_DONTWAIT) != ssize_t(sizeof proof)) {
-    // The connection went (reset, closed) while the HMACs were computed: a lost
-    // connection to reconnect, not a peer that failed to authenticate.
-    rx_drop_socket(s->id, true);
-    return;
-  }
-  std::memcpy(s->auth.expected, r.expected, auth::kMacLen);
-  s->auth.have_expected = true;
-  rx_auth_check(s);
-}
-
 void Lowcomms::rx_kill_node(uint32_t nodeid) {
   std::vector<uint64_t> ids;
   for (auto& [id, s] : rx_socks_) {
@@ -198,7 +115,7 @@ void Lowcomms::rx_kill_node(uint32_t nodeid) {
 
 bool Lowcomms::rx_process(Connection& c, uint8_t* data, size_t len, size_t* consumed) {
   bool kick = false, closed = false, drained = false, bad_ack = false;
-  uint64_t delivered = 0;
+  uint64_t delivered = 0, drops = 0, acks_backwards = 0;
   dlm::SplitResult res;
   {
     std::lock_guard lk(c.mu);
@@ -226,6 +143,8 @@ bool Lowcomms::rx_process(Connection& c, uint8_t* data, size_t len, size_t* cons
         }
       }
       bad_ack |= v.bad_ack;
+      drops += v.dropped;
+      acks_backwards += v.ack_backwards;
       if (v.ack_now) {
         queue_ack_locked(c);
         kick = true;
@@ -247,6 +166,7 @@ bool Lowcomms::rx_process(Connection& c, uint8_t* data, size_t len, size_t* cons
   if (kick)
     if (ConnPtr cp = find(c.nodeid)) kick_tx(cp);
   if (drained) emit(Event{"drain", c.nodeid, "", "", 0});
+  if (drops || acks_backwards || (delivered && c.desync.since_ns)) rx_desync(c, drops, acks_backwards, delivered > 0);
   if (closed) emit(Event{"closed", c.nodeid, "FIN handshake complete", "fin", 0});
   if (bad_ack)
     emit(Event{"error", c.nodeid,

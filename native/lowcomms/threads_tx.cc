@@ -95,7 +95,7 @@ void Lowcomms::tx_service(const ConnPtr& c, int64_t now) {
     unsent = c->wq.unsent_bytes();
     has_work = unsent > 0 || c->wq.unacked_frames() > 0;
   }
-  switch (c->tx_state) {
+  switch (c->tx_state.load()) {
     case Connection::TxState::kIdle:
       if (!has_work) return;
       if (now < c->retry_at_ns) return;
@@ -105,8 +105,8 @@ void Lowcomms::tx_service(const ConnPtr& c, int64_t now) {
     case Connection::TxState::kConnecting: {
       int err = 0;
       if (sctp) {
-        // With authentication, the association carries DLM only once the peer proved the key.
-        if (c->assoc_up && (!cfg_.auth || (c->sctp_authed_assoc != 0 && c->sctp_authed_assoc == c->assoc_id))) {
+        // To a lowcomms peer, the association carries DLM only once the handshake is done.
+        if (c->assoc_up && (!c->handshake || (c->sctp_authed_assoc != 0 && c->sctp_authed_assoc == c->assoc_id))) {
           tx_connected(c);
         } else if (c->retry_at_ns && now >= c->retry_at_ns) {
           c->retry_at_ns = 0;
@@ -117,10 +117,10 @@ void Lowcomms::tx_service(const ConnPtr& c, int64_t now) {
       if (!c->writable) return;
       if (!tcp_connect_done(c, &err)) {
         tx_lost(c, err, "connect");
-      } else if (!cfg_.auth) {
+      } else if (!c->handshake) {
         tx_connected(c);
       } else if (!auth_start(*c->sock)) {
-        tx_lost(c, EIO, "authentication");
+        tx_lost(c, EIO, "handshake");
       } else {
         // The receive thread runs the handshake; we wait for it (bounded).
         c->tx_state = Connection::TxState::kAuthenticating;
@@ -139,7 +139,7 @@ void Lowcomms::tx_service(const ConnPtr& c, int64_t now) {
         tx_connected(c);
       } else if (now >= c->retry_at_ns) {
         c->retry_at_ns = 0;
-        tx_lost(c, ETIMEDOUT, "authentication");
+        tx_lost(c, ETIMEDOUT, "handshake");
       }
       return;
     case Connection::TxState::kConnected:
@@ -147,7 +147,7 @@ void Lowcomms::tx_service(const ConnPtr& c, int64_t now) {
         tx_lost(c, ECONNRESET, "association down");
         return;
       }
-      if (sctp && cfg_.auth && c->sctp_authed_assoc != c->assoc_id) {
+      if (sctp && c->handshake && c->sctp_authed_assoc != c->assoc_id) {
         // A new association under us, its handshake not done: nothing may go out yet.
         tx_lost(c, ECONNRESET, "association replaced");
         return;
@@ -186,7 +186,7 @@ void Lowcomms::tx_connect(const ConnPtr& c, int64_t now) {
     // The association comes up asynchronously (COMM_UP); give it a deadline.
     c->retry_at_ns = now + int64_t(cfg_.sctp.init_max_attempts) * cfg_.sctp.init_max_timeo_ms * kMs +
                      kMs * 1000;
-    if (c->assoc_up && (!cfg_.auth || (c->sctp_authed_assoc != 0 && c->sctp_authed_assoc == c->assoc_id)))
+    if (c->assoc_up && (!c->handshake || (c->sctp_authed_assoc != 0 && c->sctp_authed_assoc == c->assoc_id)))
       tx_connected(c);
   }
 }

@@ -228,12 +228,15 @@ void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
         assoc_nodes_[id] = nodeid;
         sctp_tune_assoc(id);
         const bool restart = ac.sac_state == SCTP_RESTART || (c->assoc_up && c->assoc_id != id);
+        // SCTP_RESTART keeps the id: whatever this association had proven is void until
+        // its new handshake is done (a keyless host could restart it otherwise).
+        if (c->sctp_authed_assoc == id) c->sctp_authed_assoc = 0;
         c->assoc_id = id;
         c->assoc_up = true;
         // A restart is a new session: rewind as after any reconnect.
         if (restart) c->sock_failed = true;
         emit(Event{"assoc", nodeid, addr, assoc_state_name(ac.sac_state), id});
-        if (cfg_.auth) sctp_auth_start(c, id);
+        if (c->handshake) sctp_auth_start(c, id);
         kick_tx(c);
         return;
       }
@@ -333,20 +336,36 @@ void Lowcomms::sctp_read() {
         // Its COMM_UP went unanswered (the association was briefly unreadable): adopt it.
         c->assoc_id = assoc_id;
         c->assoc_up = true;
-        if (cfg_.auth) sctp_auth_start(c, assoc_id);
+        if (c->handshake) sctp_auth_start(c, assoc_id);
         kick_tx(c);
         if (!assoc_nodes_.count(assoc_id)) continue;  // its handshake could not start: dropped
       }
     }
     const uint8_t* data = sctp_buf_.data();
     size_t len = size_t(r);
-    if (cfg_.auth) {
-      if (ppid == kAuthPpid && (mh.msg_flags & MSG_EOR)) {
-        sctp_auth_message(c, assoc_id, data, len);
+    if (c->handshake) {
+      auto sit = sctp_sessions_.find(assoc_id);
+      bool done = sit != sctp_sessions_.end() && sit->second.state == auth::State::kDone;
+      // A HELLO after the handshake: the peer started over on this association (a
+      // restart we were not told of yet). DLM data never starts with the magic.
+      const bool hello = ppid == kAuthPpid && (mh.msg_flags & MSG_EOR) && len >= 4 &&
+                         auth::is_magic(data, auth::kHelloMagic);
+      if (done && hello) {
+        if (c->sctp_authed_assoc == assoc_id) c->sctp_authed_assoc = 0;
+        sctp_auth_start(c, assoc_id);
+        if (!sctp_sessions_.count(assoc_id)) continue;
+        done = false;
+      }
+      if (!done) {
+        if (ppid == kAuthPpid && (mh.msg_flags & MSG_EOR))
+          sctp_auth_message(c, assoc_id, data, len);
+        else
+          sctp_auth_failed(c, assoc_id, "data before the handshake");
         continue;
       }
-      if (c->sctp_authed_assoc != assoc_id) {
-        sctp_auth_failed(c, assoc_id, "data before authentication");
+      if (sit->second.peer_incarnation != c->peer_incarnation) {
+        // An association of the peer's previous incarnation: a dead session's frames.
+        gctr_.stale_dropped++;
         continue;
       }
     }
@@ -444,7 +463,7 @@ void Lowcomms::sctp_auth_start(const ConnPtr& c, int32_t assoc_id) {
   uint8_t hello[auth::kHelloLen];
   // A full send buffer only queues the HELLO (sctp_send_ctrl); a HELLO that cannot go out
   // at all means the association is going: lost, not unauthenticated.
-  if (!sess.start(cfg_.local_nodeid, hello) || !sctp_send_ctrl(assoc_id, hello, sizeof hello))
+  if (!handshake_begin(sess, hello) || !sctp_send_ctrl(assoc_id, hello, sizeof hello))
     sctp_drop_assoc(c, assoc_id);
 }
 
@@ -455,23 +474,25 @@ void Lowcomms::sctp_auth_message(const ConnPtr& c, int32_t assoc_id, const uint8
   if (it == sctp_sessions_.end()) return;  // gone already
   auth::Session& sess = it->second;
   const auth::Step st = auth::consume(sess, c->nodeid, data, len);
-  if (st.bad || st.consumed != len) {
-    sctp_auth_failed(c, assoc_id, "not a lowcomms authentication handshake");
+  if (st.bad != auth::Bad::kNone || st.consumed != len) {
+    sctp_auth_failed(c, assoc_id, st.bad != auth::Bad::kNone ? auth::bad_reason(st.bad) : "not a lowcomms handshake");
     return;
   }
-  if (st.peer_nonce)
-    emit_auth_request(c->nodeid, sess, st.peer_nonce,
-                      kSctpAuthReply | uint64_t(sess.generation) << 32 | uint32_t(assoc_id));
-  if (st.got_proof) sctp_auth_try_verify(c, assoc_id);
+  if (st.peer_nonce && sess.keyed)
+    emit_auth_request(c->nodeid, sess, st.peer_nonce, kSctpAuthReply | uint32_t(assoc_id));
+  if (st.peer_nonce || st.got_proof) sctp_auth_try_verify(c, assoc_id);
 }
 
-void Lowcomms::sctp_auth_reply(int32_t assoc_id, uint8_t generation, const uint8_t* proof,
+void Lowcomms::sctp_auth_reply(int32_t assoc_id, const uint8_t* nonce, const uint8_t* proof,
                                const uint8_t* expected) {
   ConnPtr c = sctp_conn_of_assoc(assoc_id);
   auto it = sctp_sessions_.find(assoc_id);
   if (!c || it == sctp_sessions_.end()) return;
   auth::Session& sess = it->second;
-  if (sess.generation != generation || sess.state != auth::State::kAwaitProof || sess.have_expected) return;
+  // A reply computed for an earlier handshake of this id (it restarted) is not ours.
+  if (sess.state != auth::State::kAwaitProof || sess.have_expected ||
+      std::memcmp(sess.my_nonce, nonce, auth::kNonceLen) != 0)
+    return;
   if (!sctp_send_ctrl(assoc_id, proof, auth::kProofLen)) {
     sctp_drop_assoc(c, assoc_id);  // as for a HELLO that could not go out
     return;
@@ -484,6 +505,9 @@ void Lowcomms::sctp_auth_reply(int32_t assoc_id, uint8_t generation, const uint8
 void Lowcomms::sctp_auth_verified(const ConnPtr& c, int32_t assoc_id, int verdict) {
   if (verdict < 0) sctp_auth_failed(c, assoc_id, "wrong cluster key");
   if (verdict > 0) {
+    auth::Session& sess = sctp_sessions_[assoc_id];
+    peer_identified(c, sess.peer_incarnation, nullptr);
+    sess.state = auth::State::kDone;
     c->sctp_authed_assoc = assoc_id;
     kick_tx(c);  // it may now send on this association
   }
@@ -553,9 +577,9 @@ void Lowcomms::sctp_flush(const ConnPtr& c) {
     }
     if (n == 0) return;
     // The receive thread may replace the association at any moment: read its id once and
-    // send only on that one, and with authentication only once it passed the handshake.
+    // send only on that one, and to a lowcomms peer only once it passed the handshake.
     const int32_t assoc_id = c->assoc_id;
-    if (assoc_id == 0 || (cfg_.auth && c->sctp_authed_assoc != assoc_id)) {
+    if (assoc_id == 0 || (c->handshake && c->sctp_authed_assoc != assoc_id)) {
       kick_tx(c);  // the state machine sees the new association and reconnects
       return;
     }

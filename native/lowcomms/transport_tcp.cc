@@ -81,7 +81,7 @@ void Lowcomms::tcp_accept() {
     s->id = next_sock_id_++;
     s->nodeid = nodeid;
     s->outgoing = false;
-    if (cfg_.auth && !auth_start(*s)) continue;  // closes it
+    if (c && c->handshake && !auth_start(*s)) continue;  // closes it
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.u64 = s->id;
@@ -96,8 +96,12 @@ void Lowcomms::tcp_read(const std::shared_ptr<Socket>& s) {
   for (int i = 0; i < kReadsPerEvent && !rx_paused_; i++) {
     const size_t left = s->leftover.size();
     if (left) std::memcpy(buf, s->leftover.data(), left);
+    s->leftover.clear();  // it lives in buf now: nothing may read it twice
     const ssize_t r = ::recv(s->fd.get(), buf + left, rx_buf_.size() - left, MSG_DONTWAIT);
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      s->leftover.assign(buf, buf + left);
+      return;
+    }
     if (r <= 0) {
       rx_drop_socket(s->id, true);
       return;
@@ -110,11 +114,11 @@ void Lowcomms::tcp_read(const std::shared_ptr<Socket>& s) {
     const size_t have = left + size_t(r);
     size_t start = 0;
     if (s->auth.state != auth::State::kOff && s->auth.state != auth::State::kDone) {
-      // Nothing is read as DLM before the peer proved it holds the cluster key.
-      bool fail = false;
+      // Nothing is read as DLM before the handshake is done.
+      const char* fail = nullptr;
       start = rx_auth(s, buf, have, &fail);
       if (fail) {
-        rx_auth_failed(s, "not a lowcomms authentication handshake");
+        rx_auth_failed(s, fail);
         return;
       }
       if (!rx_socks_.count(s->id)) return;  // failed and dropped in rx_auth_check
@@ -126,6 +130,11 @@ void Lowcomms::tcp_read(const std::shared_ptr<Socket>& s) {
         s->leftover.assign(buf + start, buf + have);
         continue;
       }
+    }
+    if (s->auth.state == auth::State::kDone && s->auth.peer_incarnation != c->peer_incarnation) {
+      // A socket of the peer's previous incarnation: its frames belong to a dead session.
+      rx_drop_socket(s->id, true);
+      return;
     }
     size_t consumed = 0;
     if (!rx_process(*c, buf + start, have - start, &consumed)) {

@@ -161,6 +161,56 @@ size_t WriteQueue::rewind(uint32_t ack_seq, uint32_t nodeid, bool with_ack) {
   return resent;
 }
 
+size_t WriteQueue::new_session(uint32_t first_seq, uint32_t* renumbered) {
+  generation_++;  // a send gathered from the old queue advances nothing
+  std::deque<WriteQueueEntry> old = std::move(entries_);
+  const std::deque<UnackedFrame> old_unacked = std::move(unacked_);
+  const uint64_t old_head = head_id_;
+  const size_t old_send_idx = send_idx_;
+  entries_.clear();
+  unacked_.clear();
+  head_id_ = old_head + old.size();
+  send_idx_ = 0;
+  unsent_ = 0;
+  held_ = 0;
+
+  size_t dropped = 0;
+  for (const UnackedFrame& f : old_unacked) {
+    const size_t idx = size_t(f.entry_id - old_head);
+    const bool taken = idx < old_send_idx || (idx == old_send_idx && f.off < old[idx].sent);
+    if (!taken) break;
+    if (!f.fin) dropped++;
+  }
+
+  uint32_t n = 0;
+  for (size_t idx = old_send_idx; idx < old.size(); idx++) {
+    const WriteQueueEntry& e = old[idx];
+    const uint8_t* b = e.buf.get();
+    uint32_t off = 0;
+    if (idx == old_send_idx)
+      while (off < e.sent) off += dlm::get_le16(b + off + dlm::kOffLength);  // a cut frame is not resumed
+    while (off < e.end) {
+      const uint32_t len = dlm::get_le16(b + off + dlm::kOffLength);
+      const uint8_t cmd = b[off + dlm::kOffCmd];
+      if (cmd == dlm::kOpts) {
+        if (b[off + dlm::kOptsLen + dlm::kOffCmd] != dlm::kFin) {
+          uint8_t* p = reserve(len);
+          std::memcpy(p, b + off, len);
+          dlm::put_le32(p + dlm::kOffLockspaceOrSeq, first_seq + n);
+          track_last(first_seq + n, len, false);
+          n++;
+        }
+      } else if (cmd != dlm::kAck) {
+        std::memcpy(reserve(len), b + off, len);  // unsequenced: stateless RCOM, 3.1
+      }
+      off += len;
+    }
+  }
+  for (auto& e : old) graveyard_.push_back(std::move(e));
+  *renumbered = n;
+  return dropped;
+}
+
 size_t WriteQueue::forget_unacked() {
   const size_t n = unacked_.size();
   for (auto& e : entries_) e.unacked = 0;

@@ -54,6 +54,13 @@ class WriteQueue {
   // old socket and still unacked go first, followed by everything never sent; a frame
   // cut by the old socket is never resumed mid-way. Returns the frames resent.
   size_t rewind(uint32_t prefix_ack_seq, uint32_t nodeid, bool with_ack);
+  // The peer restarted (a new incarnation): the sequenced frames the old socket took and
+  // the old peer never acked are dropped (returned: how many application messages);
+  // frames never sent stay for the new peer, renumbered from `first_seq` in order
+  // (*renumbered of them), except our ACKs and FIN, which belonged to the old session.
+  // Safe while the send thread is between gather() and advance(): the old entries
+  // outlive that send.
+  size_t new_session(uint32_t first_seq, uint32_t* renumbered);
   // Drop the unacked frames' bookkeeping (midcomms reset): they will not be resent.
   size_t forget_unacked();
   // Discard everything (node removed or reset); returns the sequenced frames dropped.

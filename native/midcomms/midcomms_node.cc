@@ -64,6 +64,13 @@ RxVerdict MidcommsNode::receive(const dlm::Decoded& d, uint32_t seq_send) {
         v.bad_ack = true;
         return v;
       }
+      if (have_last_ack_ && dlm::seq_before(d.seq, last_ack_)) {
+        stats_.acks_backwards++;
+        v.ack_backwards = true;
+        return v;
+      }
+      have_last_ack_ = true;
+      last_ack_ = d.seq;
       v.apply_ack = true;
       v.ack_value = d.seq;
       return v;
@@ -84,6 +91,7 @@ RxVerdict MidcommsNode::on_sequenced(const dlm::Decoded& d) {
     } else {
       stats_.gap_dropped++;  // a future frame: the resend after reconnect fills the gap
     }
+    v.dropped = true;
     return v;
   }
   if (stop_rx_) {
@@ -153,6 +161,8 @@ void MidcommsNode::reset() {
   seq_send_ = 0;
   seq_next_ = 0;
   ulp_delivered_ = 0;
+  last_ack_ = 0;
+  have_last_ack_ = false;
   stop_tx_ = false;
   stop_rx_ = false;
 }

@@ -37,6 +37,7 @@ struct MidcommsRxStats {
   uint64_t nodeid_mismatch = 0;
   uint64_t acks_rcvd = 0;
   uint64_t bad_acks = 0;
+  uint64_t acks_backwards = 0;  // an ack below one the peer sent before (it restarted?)
   uint64_t fins_rcvd = 0;
 };
 
@@ -50,6 +51,8 @@ struct RxVerdict {
   bool apply_ack = false;   // release send-side frames before ack_value
   uint32_t ack_value = 0;
   bool bad_ack = false;     // an ack for frames never sent: peer state mismatch
+  bool ack_backwards = false;  // an ack below the peer's previous one: state mismatch
+  bool dropped = false;     // a sequenced frame dropped as a duplicate or a gap
 };
 
 class MidcommsNode {
@@ -65,6 +68,11 @@ class MidcommsNode {
 
   // Sending a sequenced frame: returns its sequence number.
   uint32_t next_seq() { return seq_send_++; }
+  // A new session whose first `n` frames were numbered already (WriteQueue::new_session).
+  void renumbered(uint32_t n) {
+    seq_send_ = n;
+    if (n) on_send();
+  }
   uint32_t seq_send() const { return seq_send_; }
   uint32_t seq_next() const { return seq_next_; }
 
@@ -102,6 +110,8 @@ class MidcommsNode {
   uint32_t seq_send_ = 0;
   uint32_t seq_next_ = 0;
   uint32_t ulp_delivered_ = 0;
+  uint32_t last_ack_ = 0;       // the peer's last ack (acks only move forward)
+  bool have_last_ack_ = false;
   bool stop_tx_ = false;
   bool stop_rx_ = false;
   MidcommsRxStats stats_;

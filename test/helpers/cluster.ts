@@ -12,7 +12,7 @@ export interface ClusterOptions {
   port?: number;
   /** Addresses of node i (1-based); default ['127.0.0.<i>']. */
   addrs?: (i: number) => string[];
-  /** Only these nodeids get a Lowcomms instance here (the others are raw peers). */
+  /** Only these nodeids get a Lowcomms instance here (the others are raw peers, marked `kernel`). */
   local?: number[];
   options?: Partial<LowcommsOptions>;
 }
@@ -35,7 +35,8 @@ export function nodeList(n: number, addrs?: (i: number) => string[]): NodeConfig
 
 export async function startCluster(t: TestContext | undefined, o: ClusterOptions): Promise<Cluster> {
   const port = o.port ?? testPort();
-  const nodes = nodeList(o.n, o.addrs);
+  // Nodes without a local instance are raw peers: they speak DLM like a kernel node.
+  const nodes = nodeList(o.n, o.addrs).map((n) => (o.local && !o.local.includes(n.nodeid) ? { ...n, kernel: true } : n));
   const comms = new Map<number, Lowcomms>();
   const make = (nodeid: number) =>
     new Lowcomms({ nodeid, nodes, transport: o.transport, port, ...o.options });

@@ -1,0 +1,202 @@
+// The lowcomms handshake on the receive thread (auth.h): HELLO both ways, PROOF with a
+// cluster key, and what follows from the peer's incarnation. TCP runs it per socket,
+// SCTP per association (transport_sctp.cc frames those messages); both end here, in
+// peer_identified(), before a single DLM frame of the connection is read or sent.
+#include <sys/socket.h>
+#include <cstring>
+#include <string>
+#include "lowcomms/lowcomms.h"
+#include "util/clock.h"
+
+namespace lowcomms {
+
+namespace {
+std::string hex(const uint8_t* p, size_t n) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < n; i++) {
+    out.push_back(digits[p[i] >> 4]);
+    out.push_back(digits[p[i] & 15]);
+  }
+  return out;
+}
+
+std::string hex64(uint64_t v) {
+  uint8_t b[8];
+  for (int i = 0; i < 8; i++) b[i] = uint8_t(v >> (56 - 8 * i));
+  return hex(b, 8);
+}
+
+// After this long of drops without a delivery, a peer's state is taken to be out of
+// step with ours (a reconnect's resend burst is over in milliseconds).
+constexpr int64_t kDesyncAfterNs = 2'000'000'000;
+constexpr int64_t kDesyncReportEveryNs = 10'000'000'000;
+}  // namespace
+
+bool Lowcomms::handshake_begin(auth::Session& sess, uint8_t* hello) {
+  return sess.start(cfg_.local_nodeid, incarnation_, cfg_.auth, hello);
+}
+
+bool Lowcomms::auth_start(Socket& s) {
+  uint8_t hello[auth::kHelloLen];
+  if (!handshake_begin(s.auth, hello)) return false;
+  // A fresh socket's send buffer takes a HELLO at once.
+  return ::send(s.fd.get(), hello, sizeof hello, MSG_NOSIGNAL | MSG_DONTWAIT) == ssize_t(sizeof hello);
+}
+
+void Lowcomms::auth_reply(uint64_t sock_id, const uint8_t* nonce, const uint8_t* proof, const uint8_t* expected) {
+  AuthReply r{sock_id, {}, {}, {}};
+  std::memcpy(r.proof, proof, auth::kMacLen);
+  std::memcpy(r.expected, expected, auth::kMacLen);
+  std::memcpy(r.nonce, nonce, auth::kNonceLen);
+  {
+    std::lock_guard lk(rx_cmd_mu_);
+    rx_auth_replies_.push_back(r);
+  }
+  rx_wake_.signal();
+}
+
+void Lowcomms::emit_auth_request(uint32_t nodeid, const auth::Session& a, const uint8_t* peer_nonce,
+                                 uint64_t reply_id) {
+  // The JS side computes both HMACs and answers through auth_reply(reply_id, ...).
+  emit(Event{"auth", nodeid,
+             hex(a.my_nonce, auth::kNonceLen) + ":" + hex(peer_nonce, auth::kNonceLen) + ":" +
+                 hex64(incarnation_) + ":" + hex64(a.peer_incarnation),
+             "", int64_t(reply_id)});
+}
+
+size_t Lowcomms::rx_auth(const std::shared_ptr<Socket>& s, const uint8_t* buf, size_t len, const char** fail) {
+  const auth::Step st = auth::consume(s->auth, s->nodeid, buf, len);
+  if (st.bad != auth::Bad::kNone) {
+    *fail = auth::bad_reason(st.bad);
+    return st.consumed;
+  }
+  if (st.peer_nonce && s->auth.keyed) emit_auth_request(s->nodeid, s->auth, st.peer_nonce, s->id);
+  if (st.peer_nonce || st.got_proof) rx_auth_check(s);
+  return st.consumed;
+}
+
+void Lowcomms::rx_auth_check(const std::shared_ptr<Socket>& s) {
+  const int v = auth::verify(s->auth);
+  if (v == 0) return;
+  if (v < 0) {
+    rx_auth_failed(s, "wrong cluster key");
+    return;
+  }
+  ConnPtr c = find(s->nodeid);
+  if (!c) {
+    rx_drop_socket(s->id, false);
+    return;
+  }
+  peer_identified(c, s->auth.peer_incarnation, s.get());
+  s->auth.state = auth::State::kDone;  // only now may the send thread use it
+  if (s->outgoing) kick_tx(c);
+  if (!s->leftover.empty()) {
+    // Frames the peer sent right behind its PROOF, read before our reply was computed.
+    std::vector<uint8_t> pending;
+    pending.swap(s->leftover);
+    size_t consumed = 0;
+    if (!rx_process(*c, pending.data(), pending.size(), &consumed)) {
+      rx_drop_socket(s->id, true);
+      return;
+    }
+    s->leftover.assign(pending.begin() + long(consumed), pending.end());
+  }
+}
+
+void Lowcomms::rx_auth_failed(const std::shared_ptr<Socket>& s, const char* why) {
+  gctr_.auth_failures++;
+  emit(Event{"reject", s->nodeid, why, "auth", 0});
+  rx_drop_socket(s->id, true);
+}
+
+void Lowcomms::rx_auth_reply(const AuthReply& r) {
+  uint8_t proof[auth::kProofLen];
+  std::memcpy(proof, auth::kProofMagic, 4);
+  std::memcpy(proof + 4, r.proof, auth::kMacLen);
+  if (r.id & kSctpAuthReply) {
+    sctp_auth_reply(int32_t(uint32_t(r.id)), r.nonce, proof, r.expected);
+    return;
+  }
+  auto it = rx_socks_.find(r.id);
+  if (it == rx_socks_.end()) return;  // gone meanwhile
+  std::shared_ptr<Socket> s = it->second;
+  if (s->auth.state != auth::State::kAwaitProof || s->auth.have_expected ||
+      std::memcmp(s->auth.my_nonce, r.nonce, auth::kNonceLen) != 0)
+    return;
+  if (::send(s->fd.get(), proof, sizeof proof, MSG_NOSIGNAL | MSG_DONTWAIT) != ssize_t(sizeof proof)) {
+    // The connection went (reset, closed) while the HMACs were computed: a lost
+    // connection to reconnect, not a peer that failed to authenticate.
+    rx_drop_socket(s->id, true);
+    return;
+  }
+  std::memcpy(s->auth.expected, r.expected, auth::kMacLen);
+  s->auth.have_expected = true;
+  rx_auth_check(s);
+}
+
+size_t Lowcomms::restart_session_locked(Connection& c) {
+  c.mc.reset();
+  uint32_t renumbered = 0;
+  const size_t dropped = c.wq.new_session(0, &renumbered);
+  c.mc.renumbered(renumbered);
+  c.backpressured = c.backpressured && c.wq.held_bytes() > cfg_.max_node_bytes / 2;
+  return dropped;
+}
+
+void Lowcomms::peer_identified(const ConnPtr& c, uint64_t incarnation, const Socket* via) {
+  const uint64_t known = c->peer_incarnation.exchange(incarnation);
+  if (known == incarnation || known == 0) return;  // the same process, or the first contact
+  // The peer restarted: what it never acked died with it; what it was never sent is
+  // for the new one, numbered from 0 as the new one expects.
+  size_t dropped;
+  {
+    std::lock_guard lk(c->mu);
+    dropped = restart_session_locked(*c);
+  }
+  c->ctr.restarts++;
+  c->ctr.dropped_unacked += dropped;
+  c->desync = Connection::Desync{};
+  // Sockets that still carry the old incarnation's frames: none of them may be read.
+  std::vector<uint64_t> stale;
+  for (auto& [id, s] : rx_socks_)
+    if (s->nodeid == c->nodeid && s.get() != via && s->auth.state == auth::State::kDone &&
+        s->auth.peer_incarnation != incarnation)
+      stale.push_back(id);
+  for (uint64_t id : stale) rx_drop_socket(id, true);
+  emit(Event{"restart", c->nodeid, hex64(known) + ":" + hex64(incarnation), "restart", int64_t(dropped)});
+  if (dropped)
+    emit(Event{"dropped", c->nodeid, "the peer restarted before acknowledging them", "restart", int64_t(dropped)});
+  kick_tx(c);
+}
+
+void Lowcomms::rx_desync(Connection& c, uint64_t drops, uint64_t acks_backwards, bool delivered) {
+  Connection::Desync& d = c.desync;
+  if (delivered && !acks_backwards) {
+    d.since_ns = 0;
+    d.drops = 0;
+    d.acks_backwards = 0;
+    return;
+  }
+  if (!drops && !acks_backwards) return;
+  const int64_t now = now_ns();
+  if (!d.since_ns) d.since_ns = now;
+  d.drops += drops;
+  d.acks_backwards += acks_backwards;
+  // Acks going backwards cannot happen within one session of the peer: report at once.
+  if (!d.acks_backwards && now - d.since_ns < kDesyncAfterNs) return;
+  if (d.reported_ns && now - d.reported_ns < kDesyncReportEveryNs) return;
+  d.reported_ns = now;
+  c.ctr.desync_reports++;
+  const MidcommsRxStats& st = c.mc.stats();
+  const char* what = d.acks_backwards ? "acks_backwards" : st.dup_dropped >= st.gap_dropped ? "duplicates" : "gaps";
+  const std::string n = std::to_string(c.nodeid);
+  emit(Event{"desync", c.nodeid,
+             std::string("node ") + n + ": " + std::to_string(d.drops) + " frames dropped as duplicates or gaps" +
+                 (d.acks_backwards ? " and " + std::to_string(d.acks_backwards) + " acks going backwards" : "") +
+                 " without a delivery: its midcomms state is not ours (it restarted and nobody reset it?). " +
+                 "If node " + n + " left and rejoined, call resetNode(" + n + ")",
+             what, int64_t(d.drops)});
+}
+
+}  // namespace lowcomms

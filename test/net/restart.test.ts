@@ -1,0 +1,97 @@
+/**
+ * Node restarts: a peer process SIGKILLed (no FIN) and started again is recognised by
+ * its new incarnation; both sides start its session over before reading a frame of the
+ * new one; what the dead incarnation never acked is reported, nothing of the new session
+ * is lost, duplicated or stalled. Runs for each transport (SCTP in user-mode-linux in CI).
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { checkDirection, ProcCluster } from '../helpers/proc-cluster';
+import { testTransports } from '../helpers/transports';
+
+const RESTARTS = Number(process.env.LOWCOMMS_TEST_RESTARTS ?? 50);
+const N = 1000;
+
+for (const transport of testTransports()) {
+  describe(`node restarts over ${transport}`, () => {
+    test(`the sender restarts: the new incarnation's ${N} messages arrive, none taken for duplicates`, async (t) => {
+      const cl = new ProcCluster(t, transport, 2);
+      await cl.startAll();
+      await Promise.all([cl.send(2, 1, N), cl.send(1, 2, N)]);
+      await cl.until(() => (cl.read(1, 1).got.get('2:1')?.length ?? 0) === N && (cl.read(2, 1).got.get('1:1')?.length ?? 0) === N, 60_000, 'the first session');
+      await cl.kill(2);
+      await cl.start(2);
+      await Promise.all([cl.send(2, 1, N), cl.send(1, 2, N)]);
+      await cl.until(() => (cl.read(1, 1).got.get('2:2')?.length ?? 0) >= N, 60_000, "node 1 to deliver the new node 2's messages");
+      await cl.until(() => (cl.read(2, 2).got.get('1:1')?.length ?? 0) >= N, 60_000, 'the new node 2 to get node 1\'s new messages');
+      const one = cl.read(1, 1);
+      assert.deepEqual(one.got.get('2:2'), Array.from({ length: N }, (_, i) => i), 'new session: 0..999 in order, once');
+      assert.deepEqual(cl.read(2, 2).got.get('1:1'), Array.from({ length: N }, (_, i) => N + i), 'to the new node 2: 1000..1999');
+      assert.equal(one.restarts.get(2), 1, "node 1 saw node 2's restart once");
+      const s1 = await cl.stats(1);
+      const n2 = s1.nodes.find((x) => x.nodeid === 2)!;
+      assert.equal(n2.restarts, 1);
+      assert.equal(n2.dupDropped, 0, 'nothing of the new session taken for a duplicate');
+      for (const [s, d] of [[1, 2], [2, 1]] as const) assert.deepEqual(checkDirection(cl, s, d, true).errors, []);
+    });
+
+    test(`the receiver restarts: the survivor's next ${N} messages reach the new incarnation, none held as a gap`, async (t) => {
+      const cl = new ProcCluster(t, transport, 2);
+      await cl.startAll();
+      await Promise.all([cl.send(2, 1, N), cl.send(1, 2, N)]);
+      await cl.until(() => (cl.read(1, 1).got.get('2:1')?.length ?? 0) === N, 60_000, 'the first session');
+      await cl.kill(1);
+      await cl.start(1);
+      await Promise.all([cl.send(2, 1, N), cl.send(1, 2, N)]);
+      await cl.until(() => (cl.read(1, 2).got.get('2:1')?.length ?? 0) >= N, 60_000, 'the new node 1 to deliver node 2\'s new messages');
+      assert.deepEqual(cl.read(1, 2).got.get('2:1'), Array.from({ length: N }, (_, i) => N + i), 'to the new node 1: 1000..1999 in order, once');
+      await cl.until(() => (cl.read(2, 1).got.get('1:2')?.length ?? 0) >= N, 60_000, "node 2 to deliver the new node 1's messages");
+      assert.deepEqual(cl.read(2, 1).got.get('1:2'), Array.from({ length: N }, (_, i) => i));
+      const s2 = await cl.quiet(2, 10_000);
+      const n1 = s2.nodes.find((x) => x.nodeid === 1)!;
+      assert.equal(n1.restarts, 1);
+      assert.equal(n1.unacked, 0, 'the new node 1 acked everything: nothing held unacked');
+      assert.equal(n1.gapDropped + (await cl.stats(1)).nodes.find((x) => x.nodeid === 2)!.gapDropped, 0, 'no frame dropped as a gap');
+      for (const [s, d] of [[1, 2], [2, 1]] as const) assert.deepEqual(checkDirection(cl, s, d, true).errors, []);
+    });
+
+    test(`${RESTARTS} restarts on a 3-node cluster with traffic all ways (some two at once): exactly once, in order, losses reported`, async (t) => {
+      const cl = new ProcCluster(t, transport, 3);
+      await cl.startAll();
+      for (const id of [1, 2, 3]) cl.stream(id, 8);
+      let x = 4242;
+      const rnd = () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0);
+      let restarts = 0;
+      while (restarts < RESTARTS) {
+        await new Promise((r) => setTimeout(r, 100 + (rnd() % 200)));
+        const a = 1 + (rnd() % 3);
+        const both = rnd() % 5 === 0 && restarts + 2 <= RESTARTS;
+        const victims = both ? [a, 1 + (a % 3)] : [a];
+        await Promise.all(victims.map((v) => cl.kill(v)));
+        await Promise.all(victims.map((v) => cl.start(v)));
+        for (const v of victims) cl.stream(v, 8);
+        restarts += victims.length;
+      }
+      // Let every node catch up, then stop the traffic and wait for every ack.
+      await new Promise((r) => setTimeout(r, 500));
+      const stats = await Promise.all([1, 2, 3].map((id) => cl.quiet(id, 30_000)));
+      for (const s of stats) for (const n of s.nodes) assert.equal(n.unacked, 0, `node ${s.nodeid}: ${n.unacked} unacked for ${n.nodeid} at the end (stalled)`);
+      let delivered = 0;
+      let holes = 0;
+      let dropped = 0;
+      const errors: string[] = [];
+      for (const s of [1, 2, 3])
+        for (const d of [1, 2, 3]) {
+          if (s === d) continue;
+          const r = checkDirection(cl, s, d, true);
+          delivered += r.delivered;
+          holes += r.holes;
+          dropped += r.dropped;
+          errors.push(...r.errors);
+        }
+      t.diagnostic(`${transport}: ${restarts} restarts, ${delivered} delivered, ${holes} lost with a dead incarnation, ${dropped} reported dropped`);
+      assert.deepEqual(errors.slice(0, 20), []);
+      assert.ok(delivered > restarts * 100, `traffic flowed (${delivered} delivered)`);
+    });
+  });
+}
