@@ -119,7 +119,11 @@ export interface NativeEngine {
   submit(records: Uint8Array, length: number): number | { dropped: number; nodeid: number };
   /** Queued + unacked bytes of a node; marks it backpressured if `wanted` more won't fit. */
   heldBytes(nodeid: number, wanted: number): number;
-  release(bytes: number): void;
+  /**
+   * The application consumed batch `batchId` (`bytes` long): reading may resume, and its
+   * messages may now be acknowledged to their senders.
+   */
+  release(batchId: number, bytes: number): void;
   beginClose(): void;
   /** FIN to one node; false if none was due (never talked to, or a 3.1 peer). */
   beginCloseNode(nodeid: number): boolean;
@@ -137,7 +141,7 @@ export interface NativeEngine {
   authReply(socketId: number, nonce: Uint8Array, proof: Uint8Array, expected: Uint8Array): void;
 }
 
-export type BatchCallback = (data: Buffer, index: Uint32Array) => void;
+export type BatchCallback = (data: Buffer, index: Uint32Array, batchId: number) => void;
 export type EventCallback = (ev: NativeEvent) => void;
 
 export interface NativeBinding {

@@ -221,6 +221,11 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
   private readonly iterators = new Set<BatchQueue>();
   /** Iterators still holding each batch; the batch's bytes are released at zero. */
   private readonly holds = new WeakMap<MessageBatch, number>();
+  /**
+   * The native id of each batch: releasing it tells the native side the application has
+   * consumed its messages, and only then are they acknowledged to their senders.
+   */
+  private readonly batchIds = new WeakMap<MessageBatch, number>();
   private boundPort = 0;
   private readonly authKey: Buffer | undefined;
   private readonly kernelMinimums: boolean;
@@ -312,7 +317,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       this.transportName = transport;
       const engine = new binding.Engine(
         this.nativeOptions(transport),
-        (data, index) => this.dispatch(data, index),
+        (data, index, id) => this.dispatch(data, index, id),
         (ev) => this.onNativeEvent(ev),
       );
       for (const n of this.nodes) engine.addNode(n.nodeid, n.addrs, n.mark, this.isKernel(n));
@@ -601,8 +606,9 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
   }
 
   /** One crossing from the receive thread: hand the batch to every consumer. */
-  private dispatch(data: Buffer, index: Uint32Array): void {
+  private dispatch(data: Buffer, index: Uint32Array, id: number): void {
     const batch = new MessageBatch(data, index);
+    this.batchIds.set(batch, id);
     let held = 0;
     try {
       for (const h of this.batchHandlers) h(batch);
@@ -616,7 +622,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     } finally {
       // Iterators release when they are done with the batch; otherwise it is done now.
       if (held) this.holds.set(batch, held);
-      else this.engine?.release(data.length);
+      else this.engine?.release(id, data.length);
     }
   }
 
@@ -627,7 +633,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       return;
     }
     this.holds.delete(batch);
-    this.engine?.release(batch.data.length);
+    this.engine?.release(this.batchIds.get(batch) ?? 0, batch.data.length);
   }
 
   private onNativeEvent(ev: NativeEvent): void {

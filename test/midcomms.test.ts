@@ -241,3 +241,20 @@ test('acks going backwards (a peer acking from 0 again) raise a desync event at 
   assert.equal(desync[0]!.reason, 'acks_backwards');
   assert.equal(comms.stats().nodes.find((n) => n.nodeid === 2)!.acksBackwards, 1);
 });
+
+test('a message is acked only once the application consumed it: an unread batch holds the ACK back', async (t) => {
+  const { comms, p2 } = await setup(t, { ackDelayMs: 10 });
+  const it = comms.messages();
+  const m = p2.mark();
+  await p2.send([seqMsg(0, 2, 'a'), seqMsg(1, 2, 'b'), seqMsg(2, 2, 'c')]);
+  const first = await it.next(); // the batch is here, two of its messages are not read yet
+  assert.equal(first.value?.body.toString(), 'a');
+  await new Promise((r) => setTimeout(r, 200)); // 20 idle-ack periods in which no ACK may go out
+  assert.deepEqual(p2.since(m).filter(isAck()).map(describeFrame), [], 'nothing acked while the batch is unread');
+  await it.next();
+  const last = await it.next(); // the whole batch is consumed now
+  assert.equal(last.value?.body.toString(), 'c');
+  const ackFrame = await p2.waitFor(isAck(), 'the ACK after consumption', { from: m });
+  assert.equal(ackFrame.word, 3, 'the ACK covers the three consumed messages');
+  await it.return?.();
+});

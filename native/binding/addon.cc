@@ -65,8 +65,9 @@ class JsSink : public Sink {
     auto buf = Napi::Buffer<uint8_t>::New(env, data, len,
                                           [](Napi::Env, uint8_t*, Batch* p) { delete p; },
                                           owned.get());
+    const double id = double(owned->id);
     owned.release();
-    deliver_call(fn, {buf, index});
+    deliver_call(fn, {buf, index, Napi::Number::New(env, id)});
   }
 
   // A handler's exception goes back to JavaScript as an uncaught exception, as any
@@ -278,7 +279,8 @@ class Engine : public Napi::ObjectWrap<Engine> {
                                                                     size_t(info[1].As<Napi::Number>().Uint32Value()))));
   }
   Napi::Value Release(const Napi::CallbackInfo& info) {
-    engine_->release(size_t(info[0].As<Napi::Number>().DoubleValue()));
+    engine_->release(uint64_t(info[0].As<Napi::Number>().DoubleValue()),
+                     size_t(info[1].As<Napi::Number>().DoubleValue()));
     return info.Env().Undefined();
   }
   Napi::Value BeginClose(const Napi::CallbackInfo& info) {

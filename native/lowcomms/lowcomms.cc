@@ -148,8 +148,9 @@ void Lowcomms::kick_tx(const ConnPtr& c) {
   if (tx_sleeping_.exchange(false)) tx_wake_.signal();
 }
 
-void Lowcomms::queue_ack_locked(Connection& c) {
-  dlm::write_ack(c.wq.reserve(uint32_t(dlm::kHeaderLen)), c.mc.seq_next(), cfg_.local_nodeid);
+void Lowcomms::queue_ack_locked(Connection& c, bool all) {
+  dlm::write_ack(c.wq.reserve(uint32_t(dlm::kHeaderLen)), all ? c.mc.seq_next() : c.mc.ack_seq(),
+                 cfg_.local_nodeid);
   c.mc.acked();
   c.ctr.acks_sent++;
 }
@@ -283,7 +284,7 @@ bool Lowcomms::begin_close_node(uint32_t nodeid) {
     fin = c->mc.start_close();
     if (fin) {
       // Ack what we delivered first: the peer can then free it before the handshake.
-      if (c->mc.delivered_unacked() > 0) queue_ack_locked(*c);
+      if (c->mc.ack_due()) queue_ack_locked(*c);
       queue_fin_locked(*c);
     }
   }
@@ -309,11 +310,49 @@ bool Lowcomms::quiesced(uint32_t nodeid) {
   return true;
 }
 
-void Lowcomms::release(size_t bytes) {
+void Lowcomms::release(uint64_t batch_id, size_t bytes) {
   const size_t before = rx_pending_.fetch_sub(bytes);
-  // Resume reading once the JS side is back under half the limit.
-  if (before - bytes <= cfg_.max_rx_pending_bytes / 2 && before > cfg_.max_rx_pending_bytes / 2)
-    rx_wake_.signal();
+  bool wake = before - bytes <= cfg_.max_rx_pending_bytes / 2 && before > cfg_.max_rx_pending_bytes / 2;
+  // Batches are consumed in order as a rule; if not, a later one waits for the earlier.
+  std::vector<ConsumeMark> done;
+  {
+    std::lock_guard lk(consume_mu_);
+    for (auto& b : pending_batches_)
+      if (b.id == batch_id) {
+        b.consumed = true;
+        break;
+      }
+    while (!pending_batches_.empty() && pending_batches_.front().consumed) {
+      auto& m = pending_batches_.front().marks;
+      done.insert(done.end(), m.begin(), m.end());
+      pending_batches_.pop_front();
+    }
+  }
+  bool due = false;
+  for (const ConsumeMark& m : done) {
+    ConnPtr c = find(m.nodeid);
+    if (!c) continue;
+    bool kick = false, closed = false;
+    {
+      std::lock_guard lk(c->mu);
+      const int r = c->mc.on_consumed(m.epoch, m.seq_after, m.count);
+      if ((r & MidcommsNode::kAckNow) && c->mc.version() == PeerVersion::k32) {
+        queue_ack_locked(*c);
+        kick = true;
+        if (r & MidcommsNode::kResetAfter) {
+          reset_locked(*c);  // the FIN handshake is complete with this ACK
+          closed = true;
+        }
+      } else {
+        due |= c->mc.ack_due();
+      }
+    }
+    if (kick) kick_tx(c);
+    if (closed) emit(Event{"closed", c->nodeid, "FIN handshake complete", "fin", 0});
+  }
+  // The receive thread acks the rest after ack_delay_ms; wake it only if it is not counting.
+  if (due && !rx_ack_due_.exchange(true)) wake = true;
+  if (wake) rx_wake_.signal();
 }
 
 std::vector<Lowcomms::NodeStats> Lowcomms::node_stats() {

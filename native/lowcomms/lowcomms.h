@@ -94,8 +94,9 @@ class Lowcomms {
   // the PROOF to send and the one expected from the peer (auth.h).
   void auth_reply(uint64_t sock_id, const uint8_t* nonce, const uint8_t* proof, const uint8_t* expected);
 
-  // JS consumed `bytes` of delivered batches: reading may resume.
-  void release(size_t bytes);
+  // The application consumed batch `batch_id` (`bytes` long): reading may resume, and
+  // its messages may now be acked.
+  void release(uint64_t batch_id, size_t bytes);
 
   struct NodeStats {
     uint32_t nodeid;
@@ -129,7 +130,8 @@ class Lowcomms {
                      size_t body_len, bool* wake);
   void kick_tx(const ConnPtr& c);
   // Under c.mu: frames the protocol adds on its own.
-  void queue_ack_locked(Connection& c);
+  // `all`: ack everything received, consumed or not (the last ACK of our own close).
+  void queue_ack_locked(Connection& c, bool all = false);
   void queue_fin_locked(Connection& c);
   void reset_locked(Connection& c);
   size_t drop_session_locked(Connection& c);
@@ -264,7 +266,25 @@ class Lowcomms {
   std::unique_ptr<Batch> batch_;
   std::atomic<size_t> rx_pending_{0};
   bool rx_paused_ = false;
-  bool rx_ack_due_ = false;   // some node has deliveries not yet acked
+  // Some node may owe an ACK: the receive thread acks after ack_delay_ms. Set by the
+  // receive thread, and by release() (which then wakes it) when consumption made one due.
+  std::atomic<bool> rx_ack_due_{false};
+  // Which messages of each node a batch holds, so that consuming it lets them be acked.
+  struct ConsumeMark {
+    uint32_t nodeid;
+    uint32_t epoch;      // the node's midcomms session (MidcommsNode::epoch)
+    uint32_t seq_after;  // its seq_next after the batch's last message from it
+    uint32_t count;
+  };
+  struct PendingBatch {
+    uint64_t id;
+    bool consumed;
+    std::vector<ConsumeMark> marks;
+  };
+  std::vector<ConsumeMark> batch_marks_;        // of the batch being filled (rx thread)
+  uint64_t next_batch_id_ = 1;                  // rx thread
+  std::mutex consume_mu_;
+  std::deque<PendingBatch> pending_batches_;    // handed over, oldest first (consume_mu_)
   std::vector<uint8_t> sctp_buf_;
   std::vector<uint8_t> rx_buf_;   // the receive thread's read buffer (TCP)
   std::thread rx_thread_;

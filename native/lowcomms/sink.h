@@ -11,6 +11,7 @@ namespace lowcomms {
 // Received application messages, back to back in `data`; `index` holds one
 // (nodeid, offset, length) triple per message, in delivery order.
 struct Batch {
+  uint64_t id = 0;   // handed back to Lowcomms::release() once the application consumed it
   std::vector<uint8_t> data;
   std::vector<uint32_t> index;
   size_t messages() const { return index.size() / 3; }

@@ -124,6 +124,14 @@ bool Lowcomms::rx_process(Connection& c, uint8_t* data, size_t len, size_t* cons
       const RxVerdict v = c.mc.receive(d, c.mc.seq_send());
       if (v.deliver) {
         delivered++;
+        // A batch holds few nodes: a linear search finds this node's mark.
+        const uint32_t epoch = c.mc.epoch();
+        auto mark = std::find_if(batch_marks_.begin(), batch_marks_.end(), [&](const ConsumeMark& m) {
+          return m.nodeid == c.nodeid && m.epoch == epoch;
+        });
+        if (mark == batch_marks_.end()) mark = batch_marks_.insert(mark, ConsumeMark{c.nodeid, epoch, 0, 0});
+        mark->seq_after = c.mc.seq_next();
+        mark->count++;
         Batch& b = *batch_;
         b.index.push_back(c.nodeid);
         b.index.push_back(uint32_t(b.data.size()));
@@ -145,7 +153,7 @@ bool Lowcomms::rx_process(Connection& c, uint8_t* data, size_t len, size_t* cons
       bad_ack |= v.bad_ack;
       drops += v.dropped;
       acks_backwards += v.ack_backwards;
-      if (v.ack_now) {
+      if (v.ack_now && !v.reset) {
         queue_ack_locked(c);
         kick = true;
       }
@@ -154,11 +162,13 @@ bool Lowcomms::rx_process(Connection& c, uint8_t* data, size_t len, size_t* cons
         kick = true;
       }
       if (v.reset) {
+        queue_ack_locked(c, true);  // our close: the peer's FIN and all before it
+        kick = true;
         reset_locked(c);
         closed = true;
       }
     });
-    if (c.mc.delivered_unacked() > 0) rx_ack_due_ = true;
+    if (c.mc.pending() > 0 || c.mc.ack_due()) rx_ack_due_ = true;
   }
   *consumed = res.consumed;
   c.ctr.rx_bytes.fetch_add(res.consumed, std::memory_order_relaxed);
@@ -181,6 +191,12 @@ void Lowcomms::rx_flush_batch() {
   const size_t bytes = batch_->data.size();
   const size_t pending = rx_pending_.fetch_add(bytes) + bytes;
   gctr_.batches++;
+  batch_->id = next_batch_id_++;
+  {
+    std::lock_guard lk(consume_mu_);
+    pending_batches_.push_back(PendingBatch{batch_->id, false, std::move(batch_marks_)});
+  }
+  batch_marks_.clear();
   sink_->deliver(std::move(batch_));
   batch_ = std::make_unique<Batch>();
   batch_->data.reserve(kBatchReserve);
@@ -196,7 +212,7 @@ void Lowcomms::rx_idle_acks() {
     bool kick = false;
     {
       std::lock_guard lk(c->mu);
-      if (c->mc.version() == PeerVersion::k32 && c->mc.delivered_unacked() > 0) {
+      if (c->mc.version() == PeerVersion::k32 && c->mc.ack_due()) {
         queue_ack_locked(*c);
         kick = true;
       }

@@ -199,7 +199,9 @@ void Lowcomms::tx_connected(const ConnPtr& c) {
   size_t resent;
   {
     std::lock_guard lk(c->mu);
-    resent = c->wq.rewind(c->mc.seq_next(), cfg_.local_nodeid, c->mc.version() == PeerVersion::k32);
+    const bool v32 = c->mc.version() == PeerVersion::k32;
+    resent = c->wq.rewind(c->mc.ack_seq(), cfg_.local_nodeid, v32);
+    if (v32) c->mc.acked();
   }
   c->ctr.resent += resent;
   c->ctr.connects++;

@@ -37,10 +37,10 @@ uint8_t* WriteQueue::reserve(uint32_t len) {
   return p;
 }
 
-void WriteQueue::track_last(uint32_t seq, uint32_t len, bool fin) {
+void WriteQueue::track_last(uint32_t seq, uint32_t len, bool fin, bool transmitted) {
   WriteQueueEntry& t = entries_.back();
   unacked_.push_back(UnackedFrame{seq, head_id_ + entries_.size() - 1, t.end - len,
-                                  uint16_t(len), fin});
+                                  uint16_t(len), fin, transmitted});
   t.unacked++;
 }
 
@@ -130,7 +130,7 @@ size_t WriteQueue::rewind(uint32_t ack_seq, uint32_t nodeid, bool with_ack) {
     const bool taken = idx < old_send_idx || (idx == old_send_idx && f.off < old[idx].sent);
     if (!taken) break;
     copy_frame(old[idx].buf.get() + f.off, f.len);
-    track_last(f.seq, f.len, f.fin);
+    track_last(f.seq, f.len, f.fin, true);
     resent++;
   }
 
@@ -148,11 +148,13 @@ size_t WriteQueue::rewind(uint32_t ack_seq, uint32_t nodeid, bool with_ack) {
         const uint32_t seq = dlm::get_le32(b + off + dlm::kOffLockspaceOrSeq);
         if (k < old_unacked.size() && old_unacked[k].seq == seq) {
           copy_frame(b + off, len);
-          track_last(seq, len, old_unacked[k].fin);
+          track_last(seq, len, old_unacked[k].fin, old_unacked[k].transmitted);
           k++;
         }
         // else: acked already, nothing to send.
-      } else {
+      } else if (!(with_ack && b[off + dlm::kOffCmd] == dlm::kAck)) {
+        // An ACK queued earlier says no more than the one in front: resent, the peer
+        // would see acks go backwards.
         copy_frame(b + off, len);
       }
       off += len;
@@ -174,15 +176,18 @@ size_t WriteQueue::new_session(uint32_t first_seq, uint32_t* renumbered) {
   unsent_ = 0;
   held_ = 0;
 
+  // Every frame a socket ever took may have reached the old peer: dropped, never renumbered.
   size_t dropped = 0;
-  for (const UnackedFrame& f : old_unacked) {
+  std::vector<bool> gone(old_unacked.size());
+  for (size_t k = 0; k < old_unacked.size(); k++) {
+    const UnackedFrame& f = old_unacked[k];
     const size_t idx = size_t(f.entry_id - old_head);
-    const bool taken = idx < old_send_idx || (idx == old_send_idx && f.off < old[idx].sent);
-    if (!taken) break;
-    if (!f.fin) dropped++;
+    gone[k] = f.transmitted || idx < old_send_idx || (idx == old_send_idx && f.off < old[idx].sent);
+    if (gone[k] && !f.fin) dropped++;
   }
 
   uint32_t n = 0;
+  size_t k = 0;
   for (size_t idx = old_send_idx; idx < old.size(); idx++) {
     const WriteQueueEntry& e = old[idx];
     const uint8_t* b = e.buf.get();
@@ -193,7 +198,13 @@ size_t WriteQueue::new_session(uint32_t first_seq, uint32_t* renumbered) {
       const uint32_t len = dlm::get_le16(b + off + dlm::kOffLength);
       const uint8_t cmd = b[off + dlm::kOffCmd];
       if (cmd == dlm::kOpts) {
-        if (b[off + dlm::kOptsLen + dlm::kOffCmd] != dlm::kFin) {
+        const uint32_t seq = dlm::get_le32(b + off + dlm::kOffLockspaceOrSeq);
+        size_t j = k;
+        while (j < old_unacked.size() && old_unacked[j].seq != seq) j++;
+        // Not tracked: acked already, so it reached the old peer.
+        const bool sent_before = j == old_unacked.size() || gone[j];
+        if (j < old_unacked.size()) k = j + 1;
+        if (!sent_before && b[off + dlm::kOptsLen + dlm::kOffCmd] != dlm::kFin) {
           uint8_t* p = reserve(len);
           std::memcpy(p, b + off, len);
           dlm::put_le32(p + dlm::kOffLockspaceOrSeq, first_seq + n);

@@ -28,6 +28,7 @@ struct UnackedFrame {
   uint32_t off;
   uint16_t len;
   bool fin;
+  bool transmitted;  // put on some socket already (a rewind after that makes it unsent again)
 };
 
 class WriteQueue {
@@ -37,7 +38,7 @@ class WriteQueue {
   // Room for len contiguous bytes at the tail; a new entry when the tail is full.
   uint8_t* reserve(uint32_t len);
   // Remember the frame just reserved as sequenced (unacked until ack()).
-  void track_last(uint32_t seq, uint32_t len, bool fin);
+  void track_last(uint32_t seq, uint32_t len, bool fin, bool transmitted = false);
 
   // Unsent bytes, for writev/sendmsg: up to max_iov ranges and about max_bytes. The
   // ranges stay valid until the next gather() even if the queue is cleared meanwhile;
@@ -54,7 +55,7 @@ class WriteQueue {
   // old socket and still unacked go first, followed by everything never sent; a frame
   // cut by the old socket is never resumed mid-way. Returns the frames resent.
   size_t rewind(uint32_t prefix_ack_seq, uint32_t nodeid, bool with_ack);
-  // The peer restarted (a new incarnation): the sequenced frames the old socket took and
+  // The peer restarted (a new incarnation): the sequenced frames any socket took and
   // the old peer never acked are dropped (returned: how many application messages);
   // frames never sent stay for the new peer, renumbered from `first_seq` in order
   // (*renumbered of them), except our ACKs and FIN, which belonged to the old session.

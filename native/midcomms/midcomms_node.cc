@@ -98,21 +98,23 @@ RxVerdict MidcommsNode::on_sequenced(const dlm::Decoded& d) {
     stats_.skipped++;
     return v;
   }
+  if (d.inner_cmd != dlm::kFin && pending_++ == 0) consumed_seq_ = seq_next_;
   seq_next_++;
   if (d.inner_cmd == dlm::kFin) return on_fin();
-  ulp_delivered_++;
   stats_.delivered++;
   v.deliver = true;
   v.inner = d.inner;
   v.inner_len = d.inner_len;
-  v.ack_now = ulp_delivered_ > kRecvAckBackThreshold;
   return v;
 }
 
 RxVerdict MidcommsNode::on_fin() {
   RxVerdict v;
   stats_.fins_rcvd++;
-  v.ack_now = true;  // a FIN is always acked at once
+  // A FIN is acked at once, but an ACK covering it covers the messages before it: those
+  // must have been consumed first (on_consumed then says the ACK is due).
+  v.ack_now = pending_ == 0;
+  fin_ack_pending_ = pending_ != 0;
   switch (state_) {
     case FinState::kEstablished:
       // No lockspace users here to wait for: reply with our FIN straight away.
@@ -134,6 +136,20 @@ RxVerdict MidcommsNode::on_fin() {
   return v;
 }
 
+int MidcommsNode::on_consumed(uint32_t epoch, uint32_t seq_after, uint32_t count) {
+  if (epoch != epoch_ || count == 0) return 0;
+  pending_ = count < pending_ ? pending_ - count : 0;
+  consumed_seq_ = seq_after;
+  ulp_delivered_ += count;
+  int r = ulp_delivered_ > kRecvAckBackThreshold ? kAckNow : 0;
+  if (pending_ == 0 && fin_ack_pending_) {
+    fin_ack_pending_ = false;
+    r = kAckNow;
+    if (reset_pending_) r |= kResetAfter;
+  }
+  return r;
+}
+
 bool MidcommsNode::on_fin_acked() {
   switch (state_) {
     case FinState::kFinWait1:
@@ -141,6 +157,10 @@ bool MidcommsNode::on_fin_acked() {
       return false;
     case FinState::kClosing:
     case FinState::kLastAck:
+      if (fin_ack_pending_) {
+        reset_pending_ = true;
+        return false;
+      }
       return true;
     default:
       return false;
@@ -161,6 +181,12 @@ void MidcommsNode::reset() {
   seq_send_ = 0;
   seq_next_ = 0;
   ulp_delivered_ = 0;
+  pending_ = 0;
+  consumed_seq_ = 0;
+  last_ack_sent_ = 0;
+  fin_ack_pending_ = false;
+  reset_pending_ = false;
+  epoch_++;
   last_ack_ = 0;
   have_last_ack_ = false;
   stop_tx_ = false;

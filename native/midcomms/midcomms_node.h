@@ -77,7 +77,8 @@ class MidcommsNode {
   uint32_t seq_next() const { return seq_next_; }
 
   // Our FIN was acked (the ack covered the FIN frame). Returns true when the node
-  // must now be reset (handshake complete).
+  // must now be reset (handshake complete); not while our ACK of the peer's FIN waits
+  // for consumption (on_consumed says kResetAfter then).
   bool on_fin_acked();
   // Active close: returns true when a FIN must be sent now.
   bool start_close();
@@ -89,9 +90,28 @@ class MidcommsNode {
   }
   void reset();
 
-  // Ack bookkeeping: an ACK of seq_next is due when more than `threshold` delivered.
+  // Ack bookkeeping. A message counts as delivered only once the application consumed
+  // it (its batch was released): an ACK never covers a message a crash could still lose.
+  // Below: what an ACK may say now, and whether it says more than the last one did.
+  uint32_t ack_seq() const { return pending_ == 0 ? seq_next_ : consumed_seq_; }
+  bool ack_due() const { return ack_seq() != last_ack_sent_; }
+  // Consumed and not yet acked (the kernel's thresholds count these).
   uint32_t delivered_unacked() const { return ulp_delivered_; }
-  void acked() { ulp_delivered_ = 0; }
+  // Handed to the application, not consumed yet.
+  uint32_t pending() const { return pending_; }
+  // `count` messages of session `epoch` were consumed, the last leaving seq_next at
+  // `seq_after`. Returns kAckNow when an ACK is due at once (the kernel's threshold, or a
+  // FIN waiting for the messages before it), with kResetAfter when that ACK ends a
+  // FIN handshake whose own FIN was acked already (reset the node once it is queued).
+  static constexpr int kAckNow = 1, kResetAfter = 2;
+  int on_consumed(uint32_t epoch, uint32_t seq_after, uint32_t count);
+  // An ACK of ack_seq() was queued.
+  void acked() {
+    ulp_delivered_ = 0;
+    last_ack_sent_ = ack_seq();
+  }
+  // Changes at every reset: consumption reported for an older session is ignored.
+  uint32_t epoch() const { return epoch_; }
 
   PeerVersion version() const { return version_; }
   FinState state() const { return state_; }
@@ -110,6 +130,12 @@ class MidcommsNode {
   uint32_t seq_send_ = 0;
   uint32_t seq_next_ = 0;
   uint32_t ulp_delivered_ = 0;
+  uint32_t pending_ = 0;        // delivered, not consumed by the application yet
+  uint32_t consumed_seq_ = 0;   // seq_next_ after the last consumed delivery
+  uint32_t last_ack_sent_ = 0;
+  uint32_t epoch_ = 0;
+  bool fin_ack_pending_ = false;  // a FIN waits for the messages before it to be consumed
+  bool reset_pending_ = false;    // our FIN is acked; the reset waits for that ACK
   uint32_t last_ack_ = 0;       // the peer's last ack (acks only move forward)
   bool have_last_ack_ = false;
   bool stop_tx_ = false;

@@ -46,7 +46,8 @@ export class ProcCluster {
     t.after(async () => {
       for (const p of this.procs.values()) p.child.kill('SIGKILL');
       await Promise.all([...this.procs.values()].map((p) => p.exited));
-      fs.rmSync(this.dir, { recursive: true, force: true });
+      if (process.env.LOWCOMMS_TEST_KEEP_LOGS) t.diagnostic(`logs kept in ${this.dir}`);
+      else fs.rmSync(this.dir, { recursive: true, force: true });
     });
   }
 
@@ -87,6 +88,18 @@ export class ProcCluster {
     p.child.kill('SIGKILL');
     await p.exited;
     this.procs.delete(nodeid);
+  }
+
+  /** Freezes (SIGSTOP) or thaws (SIGCONT) a node: it neither reads nor answers meanwhile. */
+  signal(nodeid: number, sig: 'SIGSTOP' | 'SIGCONT'): void {
+    this.proc(nodeid).child.kill(sig);
+  }
+
+  /** Starts the node's close() (FIN handshake with every peer) without waiting for it. */
+  async beginClose(nodeid: number): Promise<void> {
+    const p = this.proc(nodeid);
+    p.child.send({ cmd: 'close' });
+    await this.next(p, 30_000);
   }
 
   async send(from: number, to: number, count: number): Promise<void> {

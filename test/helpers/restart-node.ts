@@ -7,7 +7,7 @@
  * The parent drives it over IPC: {cmd:'send', to, count} sends the next `count`
  * messages to `to` (waiting on backpressure) and answers {type:'sent'}; {cmd:'stream'}
  * starts sending to every peer in a loop, {cmd:'quiet'} stops it and answers when every
- * peer acked everything; {cmd:'stats'} answers stats().
+ * peer acked everything; {cmd:'stats'} answers stats(); {cmd:'close'} starts close().
  */
 import fs from 'node:fs';
 import { Lowcomms, type TransportName } from '../../lib';
@@ -26,7 +26,8 @@ type Command =
   | { cmd: 'send'; to: number; count: number }
   | { cmd: 'stream'; perTick: number }
   | { cmd: 'quiet'; timeoutMs: number }
-  | { cmd: 'stats' };
+  | { cmd: 'stats' }
+  | { cmd: 'close' };
 
 const a = JSON.parse(process.argv[2] ?? '{}') as Args;
 const fd = fs.openSync(a.log, 'a');
@@ -93,11 +94,18 @@ process.on('message', (m: Command) => {
         streaming = false;
         const deadline = Date.now() + m.timeoutMs;
         while (Date.now() < deadline && comms.stats().nodes.some((s) => s.unacked > 0 || s.queuedBytes > 0)) await tick();
-        reply({ type: 'quiet', stats: comms.stats() });
+        const st = comms.stats();
+        line(`Q ${JSON.stringify(st)}`);
+        reply({ type: 'quiet', stats: st });
         return;
       }
       case 'stats':
         reply({ type: 'stats', stats: comms.stats() });
+        return;
+      case 'close':
+        // Starts the FIN handshake with every node and answers at once (the test kills us mid-way).
+        void comms.close({ timeoutMs: 60_000 }).catch(() => undefined);
+        reply({ type: 'closing' });
         return;
     }
   })();

@@ -55,6 +55,27 @@ for (const transport of testTransports()) {
       for (const [s, d] of [[1, 2], [2, 1]] as const) assert.deepEqual(checkDirection(cl, s, d, true).errors, []);
     });
 
+    test('a restart in the middle of the FIN handshake, while the peer is frozen: the new session runs', async (t) => {
+      const cl = new ProcCluster(t, transport, 2);
+      await cl.startAll();
+      await Promise.all([cl.send(2, 1, 100), cl.send(1, 2, 100)]);
+      await cl.until(() => (cl.read(1, 1).got.get('2:1')?.length ?? 0) === 100 && (cl.read(2, 1).got.get('1:1')?.length ?? 0) === 100, 60_000, 'the first session');
+      cl.signal(1, 'SIGSTOP');
+      await cl.beginClose(2); // FIN_WAIT1: node 1 cannot answer
+      await new Promise((r) => setTimeout(r, 300));
+      await cl.kill(2);
+      await cl.start(2); // it connects to the frozen node 1: the handshake waits
+      cl.signal(1, 'SIGCONT'); // node 1 now reads the old FIN, then meets the new incarnation
+      await Promise.all([cl.send(2, 1, N), cl.send(1, 2, N)]);
+      await cl.until(() => (cl.read(1, 1).got.get('2:2')?.length ?? 0) >= N, 60_000, "node 1 to deliver the new node 2's messages");
+      await cl.until(() => (cl.read(2, 2).got.get('1:1')?.length ?? 0) >= N, 60_000, "the new node 2 to get node 1's messages");
+      const n2 = (await cl.quiet(1, 10_000)).nodes.find((x) => x.nodeid === 2)!;
+      assert.equal(n2.restarts, 1);
+      assert.equal(n2.state, 'established', 'the old FIN handshake left nothing behind');
+      assert.equal(n2.unacked, 0);
+      for (const [s, d] of [[1, 2], [2, 1]] as const) assert.deepEqual(checkDirection(cl, s, d, true).errors, []);
+    });
+
     test(`${RESTARTS} restarts on a 3-node cluster with traffic all ways (some two at once): exactly once, in order, losses reported`, async (t) => {
       const cl = new ProcCluster(t, transport, 3);
       await cl.startAll();
