@@ -3,6 +3,7 @@
 #include <sys/random.h>
 #include <cerrno>
 #include "dlm/wire.h"
+#include "util/clock.h"
 
 namespace lowcomms::auth {
 
@@ -49,6 +50,7 @@ const char* bad_reason(Bad b) {
 bool Session::start(uint32_t our_nodeid, uint64_t our_incarnation, bool with_key, uint8_t* hello) {
   reset();
   generation++;
+  started_ns = now_ns();
   keyed = with_key;
   if (!make_nonce(my_nonce)) return false;
   std::memcpy(hello, kHelloMagic, 4);

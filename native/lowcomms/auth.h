@@ -25,6 +25,9 @@ constexpr size_t kProofLen = 4 + kMacLen;  // magic, mac
 constexpr uint32_t kFlagKeyed = 1;         // the sender holds a cluster key
 // Bytes a peer may send before the handshake is done (HELLO + PROOF + a little slack).
 constexpr size_t kMaxPreAuthBytes = 4096;
+// A connection or association still in its handshake after this long is dropped: a host
+// that cannot (or will not) complete it holds no resources of ours for longer.
+constexpr int64_t kHandshakeTimeoutNs = 5'000'000'000;
 
 enum class State : uint8_t { kOff, kAwaitHello, kAwaitProof, kDone };
 
@@ -47,6 +50,7 @@ struct Session {
   // Bumped by every start(): a reply computed for an earlier start (an SCTP association
   // restarted under the same id) is recognised and ignored.
   uint32_t generation = 0;
+  int64_t started_ns = 0;  // when start() ran (now_ns), for kHandshakeTimeoutNs
 
   // A fresh nonce, and our HELLO (kHelloLen bytes) to send; false if no randomness.
   bool start(uint32_t our_nodeid, uint64_t our_incarnation, bool with_key, uint8_t* hello);

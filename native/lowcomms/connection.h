@@ -83,6 +83,11 @@ struct Connection {
   // association passed the authentication handshake.
   std::vector<uint8_t> sctp_partial;
   std::atomic<int32_t> sctp_authed_assoc{0};   // the association through its handshake, 0 if none (send thread reads)
+  // SCTP: the association DLM data goes on. To a lowcomms peer only a proven one: a new
+  // association (COMM_UP) takes over only once its handshake is done, so that a host
+  // that merely connects from a configured address cannot divert or stall our traffic.
+  int32_t send_assoc() const { return handshake ? sctp_authed_assoc.load() : assoc_id.load(); }
+  int32_t tx_assoc = 0;   // send thread: the association the queue was rewound for
 
   // Receive-thread state: frames dropped as duplicates or gaps, or acks going
   // backwards, with no delivery in between (a peer whose midcomms state is not ours).

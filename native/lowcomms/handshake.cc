@@ -170,6 +170,31 @@ void Lowcomms::peer_identified(const ConnPtr& c, uint64_t incarnation, const Soc
   kick_tx(c);
 }
 
+bool Lowcomms::rx_handshake_deadlines() {
+  const int64_t now = now_ns();
+  auto pending = [](const auth::Session& a) {
+    return a.state == auth::State::kAwaitHello || a.state == auth::State::kAwaitProof;
+  };
+  bool any = false;
+  std::vector<std::shared_ptr<Socket>> late;
+  for (auto& [id, s] : rx_socks_) {
+    if (!pending(s->auth)) continue;
+    if (now - s->auth.started_ns > auth::kHandshakeTimeoutNs) late.push_back(s);
+    else any = true;
+  }
+  for (auto& s : late) rx_auth_failed(s, "no handshake within 5 s");
+  std::vector<int32_t> late_assocs;
+  for (auto& [id, sess] : sctp_sessions_) {
+    if (!pending(sess)) continue;
+    if (now - sess.started_ns > auth::kHandshakeTimeoutNs) late_assocs.push_back(id);
+    else any = true;
+  }
+  for (int32_t id : late_assocs)
+    if (ConnPtr c = sctp_conn_of_assoc(id)) sctp_auth_failed(c, id, "no handshake within 5 s");
+    else sctp_end_session(id);
+  return any;
+}
+
 void Lowcomms::rx_desync(Connection& c, uint64_t drops, uint64_t acks_backwards, bool delivered) {
   Connection::Desync& d = c.desync;
   if (delivered && !acks_backwards) {

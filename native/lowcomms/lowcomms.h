@@ -17,6 +17,7 @@
 #include "lowcomms/config.h"
 #include "lowcomms/connection.h"
 #include "lowcomms/sink.h"
+#include "util/clock.h"
 #include "util/unique_fd.h"
 #include "util/wakeup.h"
 
@@ -183,6 +184,13 @@ class Lowcomms {
   // (receive thread). `via` is the socket that learned it (TCP), else null.
   void peer_identified(const ConnPtr& c, uint64_t incarnation, const Socket* via);
   size_t restart_session_locked(Connection& c);
+  // Drops connections and associations whose handshake is overdue (receive thread);
+  // returns whether any handshake is still under way (the thread then wakes to check).
+  bool rx_handshake_deadlines();
+  void rx_handshake_started() {
+    if (!rx_hs_check_ns_) rx_hs_check_ns_ = now_ns() + 250'000'000;
+  }
+  int64_t rx_hs_check_ns_ = 0;  // next deadline check (rx thread)
   // Frames dropped as duplicates or gaps, or acks going backwards, with no delivery in
   // between: the peer's state is not ours. Says so, rate-limited (receive thread).
   void rx_desync(Connection& c, uint64_t drops, uint64_t acks_backwards, bool delivered);

@@ -13,6 +13,7 @@
 #include "dlm/decode.h"
 #include "dlm/splitter.h"
 #include "lowcomms/lowcomms.h"
+#include "util/clock.h"
 
 namespace lowcomms {
 
@@ -24,6 +25,9 @@ constexpr size_t kBatchFlushBytes = 60 * 1024;
 constexpr size_t kBatchReserve = kBatchFlushBytes + 8 * 1024;
 // How soon a handshake message that met a full SCTP send buffer is tried again.
 constexpr int kCtrlRetryMs = 2;
+// How often handshakes under way are checked against auth::kHandshakeTimeoutNs.
+constexpr int kHsCheckMs = 250;
+constexpr int64_t kHsCheckNs = int64_t(kHsCheckMs) * 1'000'000;
 }  // namespace
 
 void Lowcomms::rx_commands() {
@@ -47,6 +51,7 @@ void Lowcomms::rx_commands() {
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.u64 = s->id;
     if (epoll_ctl(rx_epoll_.get(), EPOLL_CTL_ADD, s->fd.get(), &ev) == 0) rx_socks_[s->id] = s;
+    if (s->auth.state != auth::State::kOff) rx_handshake_started();
   }
   for (uint64_t id : drop) rx_drop_socket(id, false);
   for (uint32_t nodeid : drop_nodes) {
@@ -239,6 +244,10 @@ void Lowcomms::rx_main() {
     }
     int timeout = rx_ack_due_ ? int(cfg_.ack_delay_ms) : -1;
     if (!sctp_ctrl_backlog_.empty()) timeout = timeout < 0 ? kCtrlRetryMs : std::min(timeout, kCtrlRetryMs);
+    // Handshakes under way are checked against their deadline a few times a second.
+    if (const int64_t now = now_ns(); rx_hs_check_ns_ && now >= rx_hs_check_ns_)
+      rx_hs_check_ns_ = rx_handshake_deadlines() ? now + kHsCheckNs : 0;
+    if (rx_hs_check_ns_) timeout = timeout < 0 ? kHsCheckMs : std::min(timeout, kHsCheckMs);
     const int n = epoll_wait(rx_epoll_.get(), evs, 64, timeout);
     if (stopping_) break;
     if (!sctp_ctrl_backlog_.empty()) sctp_ctrl_retry();

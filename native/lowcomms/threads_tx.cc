@@ -105,8 +105,8 @@ void Lowcomms::tx_service(const ConnPtr& c, int64_t now) {
     case Connection::TxState::kConnecting: {
       int err = 0;
       if (sctp) {
-        // To a lowcomms peer, the association carries DLM only once the handshake is done.
-        if (c->assoc_up && (!c->handshake || (c->sctp_authed_assoc != 0 && c->sctp_authed_assoc == c->assoc_id))) {
+        // To a lowcomms peer, an association carries DLM only once its handshake is done.
+        if (c->send_assoc() != 0) {
           tx_connected(c);
         } else if (c->retry_at_ns && now >= c->retry_at_ns) {
           c->retry_at_ns = 0;
@@ -143,12 +143,12 @@ void Lowcomms::tx_service(const ConnPtr& c, int64_t now) {
       }
       return;
     case Connection::TxState::kConnected:
-      if (sctp && !c->assoc_up) {
+      if (sctp && c->send_assoc() == 0) {
         tx_lost(c, ECONNRESET, "association down");
         return;
       }
-      if (sctp && c->handshake && c->sctp_authed_assoc != c->assoc_id) {
-        // A new association under us, its handshake not done: nothing may go out yet.
+      if (sctp && c->send_assoc() != c->tx_assoc) {
+        // Another association took over: rewind for it (what the old one took unacked goes again).
         tx_lost(c, ECONNRESET, "association replaced");
         return;
       }
@@ -186,13 +186,13 @@ void Lowcomms::tx_connect(const ConnPtr& c, int64_t now) {
     // The association comes up asynchronously (COMM_UP); give it a deadline.
     c->retry_at_ns = now + int64_t(cfg_.sctp.init_max_attempts) * cfg_.sctp.init_max_timeo_ms * kMs +
                      kMs * 1000;
-    if (c->assoc_up && (!c->handshake || (c->sctp_authed_assoc != 0 && c->sctp_authed_assoc == c->assoc_id)))
-      tx_connected(c);
+    if (c->send_assoc() != 0) tx_connected(c);
   }
 }
 
 void Lowcomms::tx_connected(const ConnPtr& c) {
   c->tx_state = Connection::TxState::kConnected;
+  c->tx_assoc = c->send_assoc();
   c->retries = 0;
   c->retry_at_ns = 0;
   c->writable = true;

@@ -227,7 +227,9 @@ void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
         }
         assoc_nodes_[id] = nodeid;
         sctp_tune_assoc(id);
-        const bool restart = ac.sac_state == SCTP_RESTART || (c->assoc_up && c->assoc_id != id);
+        // A lowcomms peer's new association takes over once proven (send_assoc); a kernel
+        // peer's at once.
+        const bool restart = ac.sac_state == SCTP_RESTART || (!c->handshake && c->assoc_up && c->assoc_id != id);
         // SCTP_RESTART keeps the id: whatever this association had proven is void until
         // its new handshake is done (a keyless host could restart it otherwise).
         if (c->sctp_authed_assoc == id) c->sctp_authed_assoc = 0;
@@ -245,11 +247,16 @@ void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
       sctp_end_session(id);
       if (!c) return;
       if (c->assoc_id == id) {
-        c->assoc_up = false;
-        c->assoc_id = 0;
+        // The latest association went; a proven older one, if any, is still the one.
+        const int32_t keep = c->sctp_authed_assoc != id ? c->sctp_authed_assoc.load() : 0;
+        c->assoc_id = keep;
+        c->assoc_up = keep != 0;
+        if (!c->handshake) c->sock_failed = true;
+      }
+      if (c->sctp_authed_assoc == id) {
+        c->sctp_authed_assoc = 0;
         c->sock_failed = true;
       }
-      if (c->sctp_authed_assoc == id) c->sctp_authed_assoc = 0;
       c->sctp_partial.clear();
       emit(Event{"assoc", c->nodeid, "", assoc_state_name(ac.sac_state), id});
       kick_tx(c);
@@ -266,7 +273,8 @@ void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
       return;
     }
     case SCTP_SHUTDOWN_EVENT: {
-      if (ConnPtr c = sctp_conn_of_assoc(sn.sn_shutdown_event.sse_assoc_id)) {
+      const int32_t id = sn.sn_shutdown_event.sse_assoc_id;
+      if (ConnPtr c = sctp_conn_of_assoc(id); c && c->send_assoc() == id) {
         c->sock_failed = true;
         kick_tx(c);
       }
@@ -465,6 +473,8 @@ void Lowcomms::sctp_auth_start(const ConnPtr& c, int32_t assoc_id) {
   // at all means the association is going: lost, not unauthenticated.
   if (!handshake_begin(sess, hello) || !sctp_send_ctrl(assoc_id, hello, sizeof hello))
     sctp_drop_assoc(c, assoc_id);
+  else
+    rx_handshake_started();
 }
 
 void Lowcomms::sctp_auth_message(const ConnPtr& c, int32_t assoc_id, const uint8_t* data, size_t len) {
@@ -508,7 +518,7 @@ void Lowcomms::sctp_auth_verified(const ConnPtr& c, int32_t assoc_id, int verdic
     auth::Session& sess = sctp_sessions_[assoc_id];
     peer_identified(c, sess.peer_incarnation, nullptr);
     sess.state = auth::State::kDone;
-    c->sctp_authed_assoc = assoc_id;
+    c->sctp_authed_assoc = assoc_id;  // it takes over sending (the send thread rewinds for it)
     kick_tx(c);  // it may now send on this association
   }
 }
@@ -523,12 +533,15 @@ void Lowcomms::sctp_drop_assoc(const ConnPtr& c, int32_t assoc_id) {
   sctp_abort(assoc_id);
   assoc_nodes_.erase(assoc_id);
   sctp_end_session(assoc_id);
+  const bool ours = c->send_assoc() == assoc_id;
   if (c->sctp_authed_assoc == assoc_id) c->sctp_authed_assoc = 0;
   if (c->assoc_id == assoc_id) {
-    c->assoc_up = false;
-    c->assoc_id = 0;
+    const int32_t keep = c->sctp_authed_assoc.load();
+    c->assoc_id = keep;
+    c->assoc_up = keep != 0;
   }
-  c->sock_failed = true;
+  // A stranger's association going takes nothing of ours with it.
+  if (ours) c->sock_failed = true;
   kick_tx(c);
 }
 
@@ -578,8 +591,8 @@ void Lowcomms::sctp_flush(const ConnPtr& c) {
     if (n == 0) return;
     // The receive thread may replace the association at any moment: read its id once and
     // send only on that one, and to a lowcomms peer only once it passed the handshake.
-    const int32_t assoc_id = c->assoc_id;
-    if (assoc_id == 0 || (c->handshake && c->sctp_authed_assoc != assoc_id)) {
+    const int32_t assoc_id = c->send_assoc();
+    if (assoc_id == 0 || assoc_id != c->tx_assoc) {
       kick_tx(c);  // the state machine sees the new association and reconnects
       return;
     }

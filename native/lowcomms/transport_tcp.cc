@@ -67,15 +67,18 @@ void Lowcomms::tcp_accept() {
     } catch (const EngineError&) {
       // Checked at listen time already; a failure here only loses the mark.
     }
-    // Bound the othercons a node may hold: the oldest goes.
-    std::vector<uint64_t> mine;
-    for (auto& [id, s] : rx_socks_)
-      if (s->nodeid == nodeid && !s->outgoing) mine.push_back(id);
-    if (mine.size() >= kMaxAcceptedPerNode) {
-      uint64_t oldest = mine[0];
-      for (uint64_t id : mine) oldest = std::min(oldest, id);
-      rx_drop_socket(oldest, false);
+    // Bound the othercons a node may hold: the oldest one still in its handshake goes, else
+    // the oldest (so connects that never complete a handshake cannot push out a good one).
+    uint64_t victim = 0, victim_hs = 0;
+    size_t mine = 0;
+    for (auto& [id, s] : rx_socks_) {
+      if (s->nodeid != nodeid || s->outgoing) continue;
+      mine++;
+      if (!victim || id < victim) victim = id;
+      const bool in_hs = s->auth.state == auth::State::kAwaitHello || s->auth.state == auth::State::kAwaitProof;
+      if (in_hs && (!victim_hs || id < victim_hs)) victim_hs = id;
     }
+    if (mine >= kMaxAcceptedPerNode) rx_drop_socket(victim_hs ? victim_hs : victim, false);
     auto s = std::make_shared<Socket>();
     s->fd = std::move(fd);
     s->id = next_sock_id_++;
@@ -86,6 +89,7 @@ void Lowcomms::tcp_accept() {
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.u64 = s->id;
     if (epoll_ctl(rx_epoll_.get(), EPOLL_CTL_ADD, s->fd.get(), &ev) == 0) rx_socks_[s->id] = s;
+    if (s->auth.state != auth::State::kOff) rx_handshake_started();
   }
 }
 
