@@ -80,6 +80,12 @@ class MidcommsNode {
     if (state_ == FinState::kClosed) state_ = FinState::kEstablished;
   }
   void reset();
+  // Continue from these sequence numbers instead of 0. Real sessions reach the 2^32 wrap
+  // only after 4 G messages; the fuzzer (native/fuzz/fuzz_stream.cc) starts next to it.
+  void resume_at(uint32_t seq_next, uint32_t seq_send) {
+    seq_next_ = seq_next;
+    seq_send_ = seq_send;
+  }
 
   // Ack bookkeeping: an ACK of seq_next is due when more than `threshold` delivered.
   uint32_t delivered_unacked() const { return ulp_delivered_; }
