@@ -120,6 +120,7 @@ for (const transport of testTransports()) {
       const n1 = cl.get(1);
       for (let i = 0; i < 100; i++) assert.ok(n1.send(2, { lockspace: i, body: `before ${i}` }));
       await until(() => got.length === 100, 10_000, 'first 100');
+      assert.equal(n1.stats().nodes[0]!.seqSend, 100, 'the first session used seq 0..99');
       await cl.get(2).close({ flush: false }); // a crash: no FIN handshake
       await until(() => n1.stats().nodes[0]?.connected === false || transport === 'sctp', 5000, 'disconnect');
       n1.resetNode(2); // what the membership layer does when node 2 left
@@ -132,7 +133,14 @@ for (const transport of testTransports()) {
         got2.map((m) => m.lockspace),
         Array.from({ length: 100 }, (_, i) => 1000 + i),
       );
+      // Sequence 0 again on both sides: the survivor numbered the new session's messages
+      // 0..99 (not 100..199), and the restarted node, expecting 0, took every one of them
+      // (a session that did not restart from 0 would be dropped there as a gap).
       const s = n1.stats().nodes[0]!;
+      assert.equal(s.seqSend, 100, 'the survivor sent seq 0..99 again');
+      const r = n2.stats().nodes.find((x) => x.nodeid === 1)!;
+      assert.equal(r.seqNext, 100, 'the restarted node delivered seq 0..99');
+      assert.equal(r.gapDropped + r.dupDropped, 0);
       assert.equal(s.badAcks, 0);
     });
 
