@@ -91,7 +91,9 @@ test('lowcomms keygen FILE writes 32 random bytes, mode 0600, never over an exis
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcomms-keygen-'));
   try {
     const main = path.join(__dirname, '..', 'lib', 'cli', 'main.ts');
-    const run = (file: string) => spawnSync(process.execPath, ['--import', 'tsx', main, 'keygen', file], { encoding: 'utf8' });
+    // Without the sanitizer preload of the ASan run: the CLI is plain JS.
+    const env = { ...process.env, LD_PRELOAD: '' };
+    const run = (file: string) => spawnSync(process.execPath, ['--import', 'tsx', main, 'keygen', file], { encoding: 'utf8', env });
     const f1 = path.join(dir, 'k1');
     const f2 = path.join(dir, 'k2');
     const r = run(f1);
