@@ -18,5 +18,6 @@ export {
 export { MessageBatch, type DlmMessage } from './message';
 export { NodeTable, normalizeAddress, MAX_ADDRS_PER_NODE, type NodeConfig, type LoadOptions } from './nodetable';
 export { parseCorosyncConf, parseCorosyncNodelist } from './corosync';
+export { AUTH_KEY_BYTES, AUTH_SCRYPT, deriveAuthKey, type AuthOptions } from './authkey';
 export * from './errors';
 export * from './dlm';

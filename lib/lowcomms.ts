@@ -12,6 +12,7 @@ import {
   type NativeNodeStats,
   type NativeOptions,
 } from '../binding';
+import { ClusterKey, type AuthOptions } from './authkey';
 import { DLM_DEFAULT_PORT, DLM_HEADER_LEN, DLM_MAX_APP_BUFSIZE, DLM_MSG, DLM_MSG_MIN_LEN, DLM_RCOM, DLM_RCOM_MIN_LEN } from './dlm';
 import {
   AddressInUseError,
@@ -99,9 +100,11 @@ export interface LowcommsOptions {
    * it with HMAC-SHA256 over both nodeids and fresh nonces before any message is read or
    * sent. A peer without the key is refused and counted (stats().authFailures). With
    * SCTP every association runs the handshake; DLM data on an association that has not
-   * passed it is refused.
+   * passed it is refused. The key is 32 or more random bytes ({ key: fs.readFileSync(FILE) }
+   * after `lowcomms keygen FILE`), or a passphrase stretched with scrypt ({ passphrase,
+   * salt }, derived in start()); anything weaker is a ConfigError (see lib/authkey.ts).
    */
-  auth?: { key: string | Uint8Array };
+  auth?: AuthOptions;
   /**
    * What the other nodes run. 'lowcomms' (default): every connection with another
    * lowcomms node starts with a short handshake that carries each side's incarnation, so
@@ -227,7 +230,9 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
    */
   private readonly batchIds = new WeakMap<MessageBatch, number>();
   private boundPort = 0;
-  private readonly authKey: Buffer | undefined;
+  private readonly clusterKey: ClusterKey | undefined;
+  /** The key's bytes, once start() has them (a passphrase is stretched there). */
+  private authKey: Buffer | undefined;
   private readonly kernelMinimums: boolean;
 
   constructor(opts: LowcommsOptions) {
@@ -240,11 +245,8 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     if (opts.port !== undefined) positiveInt('port', opts.port, 65535);
     if (opts.mark !== undefined) positiveInt('mark', opts.mark);
     if (opts.auth !== undefined) {
-      const k = opts.auth?.key;
-      if (typeof k !== 'string' && !(k instanceof Uint8Array))
-        throw new ConfigError('auth.key must be a string or bytes');
-      this.authKey = Buffer.from(k);
-      if (this.authKey.length < 16) throw new ConfigError('auth.key must be at least 16 bytes');
+      this.clusterKey = ClusterKey.from(opts.auth);
+      this.authKey = this.clusterKey.key; // undefined for a passphrase: start() stretches it
     }
     if (opts.kernelMinimums !== undefined && typeof opts.kernelMinimums !== 'boolean')
       throw new ConfigError('kernelMinimums must be a boolean');
@@ -253,7 +255,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       throw new ConfigError(`protocol must be '3.1' or '3.2', got ${String(opts.protocol)}`);
     if (opts.peers !== undefined && opts.peers !== 'lowcomms' && opts.peers !== 'kernel')
       throw new ConfigError(`peers must be 'lowcomms' or 'kernel', got ${String(opts.peers)}`);
-    if (this.authKey && (opts.peers === 'kernel' || [...this.nodes].some((n) => n.kernel && n.nodeid !== this.nodeid)))
+    if (this.clusterKey && (opts.peers === 'kernel' || [...this.nodes].some((n) => n.kernel && n.nodeid !== this.nodeid)))
       throw new ConfigError('auth cannot be used with kernel DLM peers: they cannot take part in the handshake');
     const t = opts.transport ?? 'tcp';
     if (t !== 'tcp' && t !== 'sctp' && t !== 'detect')
@@ -312,6 +314,10 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     if (this.state !== 'new') throw new StateError(`start() called in state '${this.state}'`);
     this.state = 'starting';
     try {
+      if (this.clusterKey && !this.authKey) {
+        this.authKey = await this.clusterKey.bytes();
+        if (this.state !== 'starting') throw new StateError('close() was called while start() derived the auth key');
+      }
       const binding = loadBinding();
       const transport = this.resolveTransport(binding);
       this.transportName = transport;
@@ -333,7 +339,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       );
       this.state = 'running';
     } catch (err) {
-      this.state = 'new';
+      if (this.state === 'starting') this.state = 'new';
       throw err;
     }
   }
@@ -386,7 +392,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       throw err;
     }
     const n = this.nodes.require(node.nodeid);
-    if (this.authKey && this.isKernel(n)) {
+    if (this.clusterKey && this.isKernel(n)) {
       this.nodes.remove(n.nodeid);
       if (existing) this.nodes.add(existing);
       throw new ConfigError(`node ${n.nodeid}: auth cannot be used with kernel DLM peers`);
@@ -586,7 +592,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       maxRxPendingBytes: o.limits?.maxRxPendingBytes ?? 8 << 20,
       kernelMinimums: o.kernelMinimums ?? false,
       protocol: o.protocol ?? '3.2',
-      auth: this.authKey !== undefined,
+      auth: this.clusterKey !== undefined,
       tcpUserTimeoutMs: o.tcpUserTimeoutMs ?? 10_000,
       connectRetryMaxMs: o.connectRetryMaxMs ?? 1000,
       ackDelayMs: o.ackDelayMs ?? 20,

@@ -24,6 +24,7 @@ const list = (dir) =>
     : [];
 const only = process.env.LOWCOMMS_TEST_ONLY; // e.g. "net" or "unit" or "uml", for development
 const unitFiles = list('test');
+const FUZZ_TARGETS = ['stream', 'writequeue', 'auth'];
 const netFiles = list('test/net');
 const umlFiles = list('test/uml');
 
@@ -32,9 +33,25 @@ function hostHasSctp() {
   return r.status === 0;
 }
 
-/** Runs node's test runner; returns {pass, fail, skipped, todo}. A crashed run counts as a failure. */
+/**
+ * The least number of tests `files` must run: every test() call site in them runs at
+ * least once (loops and transports only add runs; no test is defined conditionally).
+ * A stage that ran fewer lost tests on the way (a file that did not load, a describe
+ * skipped, a runner that stopped early), and fails.
+ */
+function expectedAtLeast(files) {
+  let n = 0;
+  for (const f of files) n += (fs.readFileSync(f, 'utf8').match(/(^|[^.\w])test\(/gm) ?? []).length;
+  return n;
+}
+
+/**
+ * Runs node's test runner; returns {pass, fail, skipped, todo, cancelled}. Nothing passes
+ * by not running: a skipped, todo or cancelled test counts as a failure, and so do a run
+ * that crashed and a run of fewer tests than its files define (expectedAtLeast).
+ */
 function runNodeTests(label, files, env, wrap = []) {
-  if (files.length === 0) return { pass: 0, fail: 0, skipped: 0, todo: 0 };
+  if (files.length === 0) return { pass: 0, fail: 0, skipped: 0, todo: 0, cancelled: 0 };
   const tap = path.join(tmp, `${label}.tap`);
   const args = [
     ...wrap,
@@ -51,16 +68,28 @@ function runNodeTests(label, files, env, wrap = []) {
     ...files,
   ];
   const where = wrap.some((w) => w.endsWith('uml-run.sh')) ? ' inside user-mode-linux' : wrap.length ? ` under ${path.basename(wrap[1] ?? wrap[0])}` : '';
-  console.log(`\n=== ${label}: ${files.length} file(s)${where} ===`);
+  const min = expectedAtLeast(files);
+  console.log(`\n=== ${label}: ${files.length} file(s), at least ${min} tests${where} ===`);
   const r = spawnSync(args[0], args.slice(1), { stdio: 'inherit', env: { ...process.env, ...env } });
   const text = fs.existsSync(tap) ? fs.readFileSync(tap, 'utf8') : '';
-  const num = (k) => Number((text.match(new RegExp(`^# ${k} (\\d+)$`, 'm')) ?? [])[1] ?? 0);
-  const res = { pass: num('pass'), fail: num('fail'), skipped: num('skipped'), todo: num('todo') };
+  // The summary's last occurrence: a crashed runner may leave a partial report.
+  const num = (k) => Number([...text.matchAll(new RegExp(`^# ${k} (\\d+)$`, 'gm'))].at(-1)?.[1] ?? 0);
+  const res = { pass: num('pass'), fail: num('fail'), skipped: num('skipped'), todo: num('todo'), cancelled: num('cancelled') };
+  const notRun = res.skipped + res.todo + res.cancelled;
+  if (notRun) {
+    console.error(`${label}: ${res.skipped} skipped, ${res.todo} todo, ${res.cancelled} cancelled - each counted as a failure (a test that did not run did not pass)`);
+    res.fail += notRun;
+  }
   if (r.status !== 0 && res.fail === 0) {
     console.error(`${label}: the run itself failed (exit ${r.status ?? r.signal}) - counted as a failure`);
     res.fail += 1;
   }
-  console.log(`=== ${label}: ${res.pass} passed, ${res.fail} failed, ${res.skipped} skipped ===`);
+  const ran = res.pass + res.fail;
+  if (ran < min) {
+    console.error(`${label}: ${ran} tests ran, but its files define at least ${min} - counted as a failure`);
+    res.fail += 1;
+  }
+  console.log(`=== ${label}: ${res.pass} passed, ${res.fail} failed (${notRun} of them skipped/todo/cancelled) ===`);
   return res;
 }
 
@@ -98,11 +127,11 @@ if (!only || only === 'net' || only === 'uml') {
   }
 }
 
-// Fuzzing: each libFuzzer target for a bounded time (LOWCOMMS_FUZZ_SECONDS, default 60).
+// Fuzzing: each libFuzzer target (native/fuzz/README.md says what each checks) for a bounded time (LOWCOMMS_FUZZ_SECONDS, default 60).
 if (!only || only === 'fuzz') {
   const seconds = process.env.LOWCOMMS_FUZZ_SECONDS ?? '60';
-  const res = { pass: 0, fail: 0, skipped: 0, todo: 0 };
-  for (const target of ['stream', 'writequeue']) {
+  const res = { pass: 0, fail: 0, skipped: 0, todo: 0, cancelled: 0 };
+  for (const target of FUZZ_TARGETS) {
     console.log(`\n=== fuzz ${target}: ${seconds} s ===`);
     const r = spawnSync('bash', ['scripts/fuzz.sh', seconds, target], { stdio: 'inherit' });
     if (r.status === 0) res.pass++;
@@ -132,12 +161,12 @@ if (!only || only === 'ubsan') {
 }
 
 const total = results.reduce(
-  (a, r) => ({ pass: a.pass + r.pass, fail: a.fail + r.fail, skipped: a.skipped + r.skipped }),
-  { pass: 0, fail: 0, skipped: 0 },
+  (a, r) => ({ pass: a.pass + r.pass, fail: a.fail + r.fail, notRun: a.notRun + r.skipped + r.todo + r.cancelled }),
+  { pass: 0, fail: 0, notRun: 0 },
 );
 console.log('');
 if (sctpCount >= 0) console.log(`SCTP: ${sctpCount} tests ran on real kernel SCTP inside user-mode-linux`);
 else console.log('SCTP: the host kernel has SCTP; the SCTP tests ran natively (see the host run)');
-console.log(`${total.pass} passed, ${total.fail} failed${total.skipped ? `, ${total.skipped} skipped` : ''}`);
+console.log(`${total.pass} passed, ${total.fail} failed${total.notRun ? ` (${total.notRun} of them skipped, todo or cancelled)` : ''}`);
 fs.rmSync(tmp, { recursive: true, force: true });
 process.exit(total.fail === 0 && total.pass > 0 ? 0 : 1);

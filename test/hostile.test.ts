@@ -25,12 +25,13 @@ const closed = (s: net.Socket) =>
     s.resume();
   });
 
-test('hostile peers are refused or closed, counted, and never disturb other nodes', async (t) => {
+test('hostile peers are refused or closed, counted, and never disturb other nodes; a partial message of 4095 bytes waits and completes', async (t) => {
   // Node 1 and 2 are lowcomms; 127.0.0.3 is a configured node played by raw sockets.
   const cl = await startCluster(t, { n: 3, transport: 'tcp', local: [1, 2] });
   const n1 = cl.get(1);
   const ck = new Checker();
-  n1.onMessage((m) => ck.check(m));
+  const fromLiar: Buffer[] = [];
+  n1.onMessage((m) => (m.nodeid === 2 ? ck.check(m) : fromLiar.push(Buffer.from(m.raw))));
   const errors: string[] = [];
   n1.on('error', (e) => errors.push(e.code));
   const sockets: net.Socket[] = [];
@@ -52,16 +53,18 @@ test('hostile peers are refused or closed, counted, and never disturb other node
   await until(() => idle.filter((s) => s.destroyed || s.readableEnded).length >= 44, 5000, 'stale half-open connections closed');
   for (const s of idle) s.resume();
 
-  // 3. A valid header with a lying length (claims 4000 bytes, sends 100, stalls): it waits
-  //    as a partial message on its own connection only.
+  // 3. A valid 3.1 header claiming the largest frame, 4096 bytes, of which it sends 4095
+  //    (the most a partial message can hold) and stalls: it waits on its own connection
+  //    only, and completes when the last byte comes (below).
   const liar = await connectFrom('127.0.0.3', cl.port);
   sockets.push(liar);
-  const hdr = Buffer.alloc(100);
-  hdr.writeUInt32LE(0x00030001, 0);
-  hdr.writeUInt32LE(3, 8);
-  hdr.writeUInt16LE(4000, 12);
-  hdr[14] = 1;
-  liar.write(hdr);
+  const big = Buffer.alloc(4096);
+  big.writeUInt32LE(0x00030001, 0);
+  big.writeUInt32LE(3, 8);
+  big.writeUInt16LE(4096, 12);
+  big[14] = 1;
+  for (let i = 16; i < big.length; i++) big[i] = (i * 13) & 0xff;
+  liar.write(big.subarray(0, 4095));
 
   // 4. Garbage: a length outside [16, 4096] closes that connection and is counted.
   const junk = await connectFrom('127.0.0.3', cl.port);
@@ -79,5 +82,13 @@ test('hostile peers are refused or closed, counted, and never disturb other node
   assert.ok(node3.badFrames >= 1, `bad frames counted: ${node3.badFrames}`);
   assert.equal(node3.rxMsgs, 0, 'nothing from the liar or the junk was delivered');
   assert.ok(errors.includes('ERR_LOWCOMMS_PEER'), `a PeerError was emitted: ${errors.join(',')}`);
-  assert.equal(liar.destroyed, false, 'a partial message just waits (bounded: at most 4095 bytes)');
+  // The 4095-byte partial message waited through all of that; its last byte completes it
+  // and the whole 4096-byte frame is delivered byte for byte: nothing was dropped or
+  // re-parsed, and the connection was never closed.
+  assert.equal(liar.destroyed, false, 'the partial message waited on an open connection');
+  assert.deepEqual(fromLiar, []);
+  liar.write(big.subarray(4095));
+  await until(() => fromLiar.length === 1, 5000, "the liar's completed 4096-byte message");
+  assert.deepEqual(fromLiar[0], big);
+  assert.equal(n1.stats().nodes.find((n) => n.nodeid === 3)!.rxMsgs, 1);
 });

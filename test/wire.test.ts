@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { DLM_MSG, DLM_RCOM, Lowcomms, type DlmMessage } from '../lib';
 import { startCluster, until } from './helpers/cluster';
-import { CMD, RawPeer, hex, isAck, isFin, type Frame } from './helpers/rawpeer';
+import { CMD, RawPeer, hex, isAck, isFin, seqMsg, type Frame } from './helpers/rawpeer';
 import { testPort } from './helpers/transports';
 
 // ---------------------------------------------------------------------------------------
@@ -332,8 +332,18 @@ describe('wire format, golden frames both ways (one lowcomms, raw peers as nodes
     assert.deepEqual(a!.bytes, G_31_ANSWER);
     assert.deepEqual(b!.bytes, G_31_RCOM);
     assert.equal(stats(3).seqSend, 0, '3.1: no sequence numbers');
-    await new Promise((r) => setTimeout(r, 100)); // 10x ackDelayMs
-    assert.equal(p3.frames.filter((f) => f.cmd === CMD.ACK).length, 0, 'a 3.1 peer is never acked');
+    // No ACK to a 3.1 peer, shown by markers rather than by waiting: node 2 (3.2) sends a
+    // message, and its idle ACK (ackDelayMs 10) comes from the same pass over all nodes
+    // that would ack node 3; then a duplicate, acked at once by the receive thread after
+    // that pass has finished. ACKs are counted when queued, so by then node 3 has none.
+    const m2 = p2.mark();
+    await p2.send(seqMsg(2, 2, 'idle-ack marker'));
+    await p2.waitFor(isAck(3), "node 2's idle ACK", { from: m2 });
+    await p2.send(seqMsg(2, 2, 'duplicate marker'));
+    await until(() => p2.since(m2).filter(isAck(3)).length === 2, 2000, 'the ACK of the duplicate');
+    assert.equal(stats(3).acksSent, 0, 'a 3.1 peer is never acked');
+    assert.equal(p3.frames.filter((f) => f.cmd === CMD.ACK).length, 0, 'no ACK on the wire to node 3');
+    assert.equal(stats(2).dupDropped, 1);
   });
 
   test('encode: send(Uint8Array) of a whole message: wrapped, the inner bytes are the message verbatim', async () => {

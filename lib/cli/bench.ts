@@ -6,6 +6,7 @@
  * inside user-mode-linux, with TCP measured in the same guest so the ratio is fair.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -101,7 +102,8 @@ class NodeProc {
   private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
 
   constructor(main: string) {
-    this.proc = fork(main, ['__bench-node'], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // 'advanced': options carry bytes (the auth key), which JSON would turn into an object.
+    this.proc = fork(main, ['__bench-node'], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
     children.add(this.proc);
     this.proc.on('message', (m: { id: number; body?: unknown; error?: string }) => {
       const w = this.waiting.get(m.id);
@@ -164,7 +166,7 @@ async function benchTransport(
     nodes,
     transport,
     port,
-    ...(auth ? { auth: { key: `bench-${port}-${process.pid}-cluster-key` } } : {}),
+    ...(auth ? { auth: { key: randomBytes(32) } } : {}),
   };
   const label = `${transport} (${kernel})${auth ? ' auth' : ''}`;
   const procs = nodes.map(() => new NodeProc(main));

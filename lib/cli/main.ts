@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 /**
- * The `lowcomms` command: bench (the package's main job from a shell), status and ping.
+ * The `lowcomms` command: bench (the package's main job from a shell), status, ping and keygen.
  */
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
+import { AUTH_KEY_BYTES } from '../authkey';
 import type { TransportName } from '../lowcomms';
 import { killChildren, runBench, SCTP_SETTINGS, type Batching, type BenchOptions, type Progress } from './bench';
 import { benchNodeMain } from './bench-node';
@@ -17,6 +19,8 @@ commands:
   bench             SCTP vs TCP through the lowcomms API, with node:net and C baselines
   status CONFIG     reachability of every node of a corosync.conf or JSON node table
   ping CONFIG       the same, with --count connect-time samples per address
+  keygen FILE       write a new cluster key for auth: 32 random bytes, mode 0600
+                    (then every node: auth: { key: fs.readFileSync(FILE) })
   help              this text
 
 bench options:
@@ -153,6 +157,16 @@ async function status(argv: string[], ping: boolean): Promise<number> {
   });
 }
 
+/** A new cluster key (LowcommsOptions.auth.key): never overwrites an existing file. */
+function keygen(argv: string[]): number {
+  const { positionals } = parseArgs({ args: argv, allowPositionals: true, options: {} });
+  if (positionals.length !== 1) fail('keygen needs one FILE');
+  const file = positionals[0]!;
+  fs.writeFileSync(file, randomBytes(AUTH_KEY_BYTES), { flag: 'wx', mode: 0o600 });
+  console.log(`wrote a ${AUTH_KEY_BYTES}-byte random key to ${file} (mode 0600); copy it to every node and pass auth: { key: fs.readFileSync('${file}') }`);
+  return 0;
+}
+
 async function main(): Promise<void> {
   const [cmd, ...rest] = process.argv.slice(2);
   if (cmd === '__bench-node') return benchNodeMain();
@@ -173,6 +187,9 @@ async function main(): Promise<void> {
         break;
       case 'ping':
         code = await status(rest, true);
+        break;
+      case 'keygen':
+        code = keygen(rest);
         break;
       case undefined:
       case 'help':

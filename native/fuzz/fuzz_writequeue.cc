@@ -1,13 +1,16 @@
-// The send side: an arbitrary sequence of reserve (sequenced or not), partial sends,
-// acks, reconnects (rewind) and resets against a model. After every rewind the unsent
-// bytes must be whole frames only, and their sequenced frames exactly the unacked
-// sequence numbers, each once, in increasing order: what midcomms resends.
+// The send side: an arbitrary sequence of reserve (sequenced frames, FINs, plain ACKs),
+// partial sends, cumulative acks anywhere in the 32-bit sequence space, forget_unacked
+// (midcomms reset), reconnects (rewind) and resets, against a model that holds every
+// frame's bytes. After every op the queue's unsent byte count equals the model's; after
+// every rewind (and at the end) the unsent bytes are exactly the model's: an optional ACK,
+// the unacked frames the old socket took, then every frame never sent (sequenced ones
+// only while unacked), byte for byte. Sequence numbers start where the input says, so
+// inputs cross the 2^32 wrap.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <deque>
 #include <vector>
-#include "dlm/splitter.h"
 #include "dlm/wire.h"
 #include "fuzz/check.h"
 #include "lowcomms/writequeue.h"
@@ -21,11 +24,12 @@ struct Input {
   size_t n;
   uint8_t u8() { return n ? (n--, *p++) : 0; }
   uint16_t u16() { return uint16_t(u8() | (u8() << 8)); }
+  uint32_t u32() { return uint32_t(u16()) | (uint32_t(u16()) << 16); }
 };
 
 // Every unsent byte, in order.
 std::vector<uint8_t> unsent_bytes(WriteQueue& wq) {
-  static std::vector<iovec> iov(4096);  // reused: the fuzzer calls this often
+  static std::vector<iovec> iov(1 << 16);  // reused: the fuzzer calls this often
   uint64_t gen;
   const int n = wq.gather(iov.data(), int(iov.size()), SIZE_MAX, &gen);
   std::vector<uint8_t> out;
@@ -36,68 +40,171 @@ std::vector<uint8_t> unsent_bytes(WriteQueue& wq) {
   return out;
 }
 
+struct Frame {
+  std::vector<uint8_t> bytes;
+  bool sequenced = false;
+  uint32_t seq = 0;
+  bool fin = false;
+};
+
+// What the queue must hold, frame by frame.
+struct Model {
+  std::deque<Frame> unacked;  // sequenced, not acked, not forgotten; in sequence order
+  std::deque<Frame> pending;  // never sent on the current socket (no byte of them), in order
+  std::vector<uint8_t> cut;   // the unsent rest of a frame the socket took part of
+  size_t unsent = 0;          // cut.size() + every pending frame's size
+
+  bool is_unacked(uint32_t seq) const {
+    for (const Frame& f : unacked)
+      if (f.seq == seq) return true;
+    return false;
+  }
+  std::vector<uint8_t> stream() const {
+    std::vector<uint8_t> out(cut);
+    for (const Frame& f : pending) out.insert(out.end(), f.bytes.begin(), f.bytes.end());
+    return out;
+  }
+  // n bytes went out: frames whose first byte left are taken (off pending).
+  void advance(size_t n) {
+    unsent -= n;
+    const size_t from_cut = std::min(n, cut.size());
+    cut.erase(cut.begin(), cut.begin() + long(from_cut));
+    n -= from_cut;
+    while (n > 0) {
+      const Frame& f = pending.front();
+      const size_t take = std::min(n, f.bytes.size());
+      cut.assign(f.bytes.begin() + long(take), f.bytes.end());
+      pending.pop_front();
+      n -= take;
+    }
+  }
+  void add(Frame f) {
+    unsent += f.bytes.size();
+    if (f.sequenced) unacked.push_back(f);
+    pending.push_back(std::move(f));
+  }
+};
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Input in{data, size};
   WriteQueue wq(4096 + (in.u8() % 4) * 4096);
-  std::deque<uint32_t> unacked;  // model
-  uint32_t seq_send = 0;
+  // Near the wrap by default (the high bytes from the input, most often 0xff..).
+  uint32_t seq_send = ~in.u32() ^ 0xff;
+  Model m;
+  uint8_t fill = 0;
   while (in.n) {
-    switch (in.u8() % 6) {
-      case 0: {  // a sequenced frame
-        const uint32_t len = dlm::kOptsLen + dlm::kHeaderLen + in.u16() % (dlm::kMaxAppBufsize - dlm::kHeaderLen + 1);
+    switch (in.u8() % 8) {
+      case 0:    // a sequenced message
+      case 1: {  // ... or a FIN (sequenced, 40 bytes)
+        const bool fin = (data[size - in.n - 1] % 8) == 1;
+        const uint32_t inner = fin ? uint32_t(dlm::kHeaderLen)
+                                   : uint32_t(dlm::kHeaderLen + in.u16() % (dlm::kMaxAppBufsize - dlm::kHeaderLen + 1));
+        const uint32_t len = uint32_t(dlm::kOptsLen) + inner;
         uint8_t* f = wq.reserve(len);
-        dlm::write_opts(f, seq_send, 1, uint16_t(len - dlm::kOptsLen), dlm::kMsg);
-        dlm::write_header(f + dlm::kOptsLen, dlm::kVersion32, 0, 1, uint16_t(len - dlm::kOptsLen), dlm::kMsg);
-        std::memset(f + dlm::kOptsLen + dlm::kHeaderLen, 0xab, len - dlm::kOptsLen - dlm::kHeaderLen);
-        wq.track_last(seq_send, len, false);
-        unacked.push_back(seq_send++);
+        const uint8_t cmd = fin ? dlm::kFin : dlm::kMsg;
+        dlm::write_opts(f, seq_send, 1, uint16_t(inner), cmd);
+        dlm::write_header(f + dlm::kOptsLen, dlm::kVersion32, 0, 1, uint16_t(inner), cmd);
+        // A payload of its own per frame: a mix-up of frames shows in the bytes.
+        fill++;
+        for (uint32_t i = dlm::kOptsLen + dlm::kHeaderLen; i < len; i++) f[i] = uint8_t(fill + i);
+        wq.track_last(seq_send, len, fin);
+        m.add(Frame{std::vector<uint8_t>(f, f + len), true, seq_send, fin});
+        seq_send++;
         break;
       }
-      case 1:  // an ACK (unsequenced)
-        dlm::write_ack(wq.reserve(uint32_t(dlm::kHeaderLen)), in.u16(), 1);
+      case 2: {  // an ACK (unsequenced)
+        uint8_t* f = wq.reserve(uint32_t(dlm::kHeaderLen));
+        dlm::write_ack(f, in.u16(), 1);
+        m.add(Frame{std::vector<uint8_t>(f, f + dlm::kHeaderLen)});
         break;
-      case 2: {  // a partial send
-        iovec iov[64];
+      }
+      case 3: {  // a partial send: as many iovecs and bytes as the input allows
+        std::vector<iovec> iov(1 + in.u8() % 64);
         uint64_t gen;
-        const int n = wq.gather(iov, 64, 1 << 20, &gen);
+        const int n = wq.gather(iov.data(), int(iov.size()), 1 + size_t(in.u16()) * 16, &gen);
         size_t total = 0;
         for (int i = 0; i < n; i++) total += iov[i].iov_len;
-        if (total) wq.advance(1 + in.u16() % total, gen);
+        FUZZ_CHECK((n == 0) == (m.unsent == 0));
+        if (!total) break;
+        const size_t sent = 1 + in.u16() % total;
+        // What gather offers is the front of the model's unsent stream.
+        const std::vector<uint8_t> want = m.stream();
+        size_t off = 0;
+        for (int i = 0; i < n && off < sent; i++) {
+          const size_t k = std::min(iov[i].iov_len, sent - off);
+          FUZZ_CHECK(std::memcmp(iov[i].iov_base, want.data() + off, k) == 0);
+          off += k;
+        }
+        wq.advance(sent, gen);
+        m.advance(sent);
         break;
       }
-      case 3: {  // a cumulative ack up to some sequence number we sent
-        const uint32_t upto = unacked.empty() ? seq_send : unacked.front() + in.u8() % (unacked.size() + 1);
+      case 4: {  // a cumulative ack: anywhere around what we sent, or any 32-bit value
+        uint32_t upto;
+        const uint8_t how = in.u8();
+        if (how & 1)
+          upto = in.u32();
+        else
+          upto = seq_send - uint32_t(m.unacked.size()) + uint32_t(int8_t(in.u8()));
         bool fin = false;
         const size_t released = wq.ack(upto, &fin);
         size_t model = 0;
-        while (!unacked.empty() && dlm::seq_before(unacked.front(), upto)) {
-          unacked.pop_front();
+        bool model_fin = false;
+        while (!m.unacked.empty() && dlm::seq_before(m.unacked.front().seq, upto)) {
+          model_fin |= m.unacked.front().fin;
+          m.unacked.pop_front();
           model++;
         }
         FUZZ_CHECK(released == model);
+        FUZZ_CHECK(fin == model_fin);
         break;
       }
-      case 4: {  // reconnect
-        wq.rewind(0, 1, in.u8() & 1);
-        const std::vector<uint8_t> bytes = unsent_bytes(wq);
-        std::vector<uint32_t> seqs;
-        const dlm::SplitResult r = dlm::split_frames(bytes.data(), bytes.size(), [&](const uint8_t* p, size_t) {
-          if (p[dlm::kOffCmd] == dlm::kOpts) seqs.push_back(dlm::get_le32(p + dlm::kOffLockspaceOrSeq));
-        });
-        FUZZ_CHECK(r.status == dlm::SplitStatus::kOk && r.consumed == bytes.size());  // whole frames only
-        FUZZ_CHECK(seqs.size() == unacked.size());
-        for (size_t i = 0; i < seqs.size(); i++) FUZZ_CHECK(seqs[i] == unacked[i]);
+      case 5: {  // midcomms reset of the sequence state: nothing unacked is resent
+        const size_t n = wq.forget_unacked();
+        FUZZ_CHECK(n == m.unacked.size());
+        m.unacked.clear();
         break;
       }
-      case 5:  // node reset
+      case 6: {  // reconnect
+        const bool with_ack = in.u8() & 1;
+        const uint32_t ack_seq = in.u32();
+        // Expected: [ACK] + unacked frames already taken + never-sent frames (sequenced
+        // ones only while unacked). The frame the old socket cut is never resumed.
+        Model next;
+        if (with_ack) {
+          Frame a;
+          a.bytes.resize(dlm::kHeaderLen);
+          dlm::write_ack(a.bytes.data(), ack_seq, 7);
+          next.add(std::move(a));
+        }
+        size_t taken = 0;
+        for (const Frame& f : m.unacked) {
+          bool still_pending = false;
+          for (const Frame& p : m.pending)
+            if (p.sequenced && p.seq == f.seq) still_pending = true;
+          if (still_pending) break;  // this one and every later one were never sent
+          next.add(f);
+          taken++;
+        }
+        for (const Frame& p : m.pending)
+          if (!p.sequenced || m.is_unacked(p.seq)) next.add(p);
+        const size_t resent = wq.rewind(ack_seq, 7, with_ack);
+        FUZZ_CHECK(resent == taken);
+        m = std::move(next);
+        FUZZ_CHECK(unsent_bytes(wq) == m.stream());
+        break;
+      }
+      case 7:  // node reset
         wq.clear();
-        unacked.clear();
+        m = Model{};
         break;
     }
-    FUZZ_CHECK(wq.unacked_frames() == unacked.size());
+    FUZZ_CHECK(wq.unacked_frames() == m.unacked.size());
+    FUZZ_CHECK(wq.unsent_bytes() == m.unsent);
     FUZZ_CHECK(wq.unsent_bytes() <= wq.held_bytes());
   }
+  FUZZ_CHECK(unsent_bytes(wq) == m.stream());
   return 0;
 }

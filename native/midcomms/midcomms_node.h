@@ -89,6 +89,14 @@ class MidcommsNode {
     if (state_ == FinState::kClosed) state_ = FinState::kEstablished;
   }
   void reset();
+  // Continue from these sequence numbers instead of 0. Real sessions reach the 2^32 wrap
+  // only after 4 G messages; the fuzzer (native/fuzz/fuzz_stream.cc) starts next to it.
+  void resume_at(uint32_t seq_next, uint32_t seq_send) {
+    seq_next_ = seq_next;
+    seq_send_ = seq_send;
+    consumed_seq_ = seq_next;
+    last_ack_sent_ = seq_next;
+  }
 
   // Ack bookkeeping. A message counts as delivered only once the application consumed
   // it (its batch was released): an ACK never covers a message a crash could still lose.

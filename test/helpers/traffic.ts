@@ -29,6 +29,15 @@ export function seqOf(msg: DlmMessage): number {
   return msg.lockspace;
 }
 
+/** Why `msg` is not the message `makeBody` made for its sender and sequence, or undefined. */
+export function badBytes(msg: DlmMessage, seq = seqOf(msg)): string | undefined {
+  if (msg.raw.length !== messageSize(msg.nodeid, seq)) return `size ${msg.raw.length}`;
+  const b = msg.body;
+  if (b.length >= 4 && b.readUInt32LE(0) !== seq) return `body word ${b.readUInt32LE(0)}`;
+  for (let i = 4; i < b.length; i++) if (b[i] !== ((seq + i * 7 + msg.nodeid) & 0xff)) return `corrupt byte ${i}`;
+  return undefined;
+}
+
 export class Checker {
   /** Next expected sequence per sender. */
   readonly next = new Map<number, number>();
