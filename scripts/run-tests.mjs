@@ -144,14 +144,14 @@ if (!only || only === 'fuzz') {
 // Sanitizers: the addon built with ASan + UBSan + LeakSanitizer, the host suites on TCP.
 if (!only || only === 'asan') {
   console.log('\n=== asan: ASan + UBSan + LSan build, host suites on TCP ===');
-  results.push(runNodeTests('asan', [...unitFiles.filter((f) => !/cli|uml-harness|nodetable|corosync/.test(f)), ...netFiles], { LOWCOMMS_TEST_TRANSPORTS: 'tcp', LOWCOMMS_SOAK_SECONDS: '15', LOWCOMMS_TEST_MESSAGES: '20000', LOWCOMMS_TEST_KILLS: '50' }, ['bash', 'scripts/test-asan.sh']));
+  results.push(runNodeTests('asan', [...unitFiles.filter((f) => !/cli|uml-harness|nodetable|corosync/.test(f)), ...netFiles], { LOWCOMMS_TEST_TRANSPORTS: 'tcp', LOWCOMMS_SOAK_SECONDS: '15', LOWCOMMS_TEST_MESSAGES: '20000', LOWCOMMS_TEST_KILLS: '50', LOWCOMMS_TEST_RESTARTS: '15' }, ['bash', 'scripts/test-asan.sh']));
 }
 
 // UBSan on SCTP: ASan cannot run in the guest, so the SCTP-only native paths get the
 // undefined-behaviour sanitizer there (test-ubsan.sh boots the guest when needed).
 if (!only || only === 'ubsan') {
   console.log('\n=== ubsan-sctp: UBSan build, the transport suites on SCTP ===');
-  const r = runNodeTests('ubsan-sctp', [...netFiles, ...umlFiles], { LOWCOMMS_TEST_TRANSPORTS: 'sctp', LOWCOMMS_SOAK_SECONDS: '15', LOWCOMMS_TEST_MESSAGES: '20000', LOWCOMMS_TEST_KILLS: '50' }, ['bash', 'scripts/test-ubsan.sh']);
+  const r = runNodeTests('ubsan-sctp', [...netFiles, ...umlFiles], { LOWCOMMS_TEST_TRANSPORTS: 'sctp', LOWCOMMS_SOAK_SECONDS: '15', LOWCOMMS_TEST_MESSAGES: '20000', LOWCOMMS_TEST_KILLS: '50', LOWCOMMS_TEST_RESTARTS: '15' }, ['bash', 'scripts/test-ubsan.sh']);
   if (r.pass === 0) {
     console.error('no SCTP test passed under UBSan: that is a failure, not a skip');
     r.fail += 1;
