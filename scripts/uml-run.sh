@@ -152,6 +152,22 @@ for t in setpriv tail mktemp; do
 	command -v "$t" >/dev/null || die "'$t' not found (packages util-linux, coreutils)"
 done
 
+# --- the XSAVE shim (uml-xstate-shim.c): UML 6.1 cannot boot on hosts with AMX ------
+# Built once per source version into a cache; without a C compiler the guest boots
+# without it, which works on every CPU without a large XSAVE area.
+xstate_shim=''
+shim_src=$(dirname -- "${BASH_SOURCE[0]}")/uml-xstate-shim.c
+if [[ -f $shim_src ]] && command -v cc >/dev/null; then
+	shim_dir=${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/lowcomms
+	shim_so=$shim_dir/uml-xstate-shim-$(cksum <"$shim_src" | cut -d' ' -f1).so
+	if [[ ! -f $shim_so ]]; then
+		mkdir -p "$shim_dir" 2>/dev/null || true
+		cc -O2 -shared -fPIC -o "$shim_so.$$" "$shim_src" -ldl 2>/dev/null && mv -f "$shim_so.$$" "$shim_so" ||
+			note "could not build $shim_src; booting without it"
+	fi
+	[[ -f $shim_so ]] && xstate_shim=$shim_so
+fi
+
 # --- where the guest's memory lives ------------------------------------------------
 # linux.uml backs guest RAM with a file in $TMPDIR; it must be tmpfs-fast and have
 # room for all of it, or the guest dies with SIGBUS when it runs out.
@@ -438,7 +454,7 @@ kargs=(
 # setpriv --pdeathsig: if this script is SIGKILLed, linux.uml gets SIGTERM and
 # shuts down with its helpers. set -m gives it its own process group at once.
 set -m
-TMPDIR=$memdir setpriv --pdeathsig TERM -- "$kernel" "${kargs[@]}" </dev/null >>"$run/console.log" 2>&1 &
+TMPDIR=$memdir LD_PRELOAD=$xstate_shim setpriv --pdeathsig TERM -- "$kernel" "${kargs[@]}" </dev/null >>"$run/console.log" 2>&1 &
 uml_pid=$!
 set +m
 
@@ -516,6 +532,10 @@ fi
 		printf '%s: HARNESS FAILURE: the guest did not run the command (last stage: %s)\n' "$prog" "${last:-none; kernel did not start init}"
 	fi
 	printf '%s: kernel %s, modules %s, mem %s in %s\n' "$prog" "$kernel" "$modsrc" "$mem" "$memdir"
+	if grep -q 'ptrace set fp regs failed' "$run/console.log" 2>/dev/null; then
+		printf '%s: this CPU has a larger XSAVE area than UML 6.1 handles; the shim %s\n' "$prog" "${shim_src:-scripts/uml-xstate-shim.c}"
+		printf '%s: fixes that (it needs a C compiler: %s)\n' "$prog" "${xstate_shim:-not built}"
+	fi
 	printf '%s: ************************************************************\n' "$prog"
 } >&2
 console_tail 40
