@@ -29,6 +29,7 @@ import {
 import { MessageBatch, type DlmMessage } from './message';
 import { NodeTable, type NodeConfig } from './nodetable';
 import { Sender } from './sender';
+import { checkNodesOption, checkOptions, checkOutgoing } from './validate';
 
 export type TransportName = 'tcp' | 'sctp';
 
@@ -112,9 +113,14 @@ export interface LowcommsOptions {
 }
 
 /** What send() takes: a whole DLM message, or the parts to build one from. */
+/**
+ * What send() takes: a whole DLM message, or the parts to build one from. A typed array
+ * other than Uint8Array, or a DataView, stands for the bytes it spans (never converted
+ * element by element); a string is sent as UTF-8. Anything else is a MessageError.
+ */
 export type OutgoingMessage =
-  | Uint8Array
-  | { lockspace?: number; cmd?: number; body?: Uint8Array | string };
+  | ArrayBufferView
+  | { lockspace?: number; cmd?: number; body?: ArrayBufferView | string };
 
 export interface NodeStats extends NativeNodeStats {}
 
@@ -169,7 +175,6 @@ export interface LowcommsEvents {
 type MessageHandler = (msg: DlmMessage) => void;
 type BatchHandler = (batch: MessageBatch) => void;
 
-const EMPTY = new Uint8Array(0);
 const AUTH_LABEL = 'lowcomms-auth-v1';
 
 function positiveInt(name: string, v: unknown, max = 0xffffffff): number {
@@ -199,11 +204,11 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     super();
     if (!opts || typeof opts !== 'object') throw new ConfigError('options object required');
     this.nodeid = positiveInt('nodeid', opts.nodeid);
+    checkOptions(opts as unknown as Record<string, unknown>);
+    if (!(opts.nodes instanceof NodeTable)) checkNodesOption(opts.nodes);
     this.nodes = opts.nodes instanceof NodeTable ? opts.nodes : new NodeTable(opts.nodes);
     if (!this.nodes.has(this.nodeid))
       throw new ConfigError(`local nodeid ${this.nodeid} is not in the node table`);
-    if (opts.port !== undefined) positiveInt('port', opts.port, 65535);
-    if (opts.mark !== undefined) positiveInt('mark', opts.mark);
     if (opts.auth !== undefined) {
       const k = opts.auth?.key;
       if (typeof k !== 'string' && !(k instanceof Uint8Array))
@@ -312,23 +317,23 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       throw new StateError(`send() before start() or after close() (state '${this.state}')`);
     if (nodeid === this.nodeid) throw new ConfigError('cannot send to our own nodeid');
     if (!this.nodes.has(nodeid)) throw new UnknownNodeError(nodeid);
-    if (msg instanceof Uint8Array) {
-      if (msg.length < DLM_HEADER_LEN || msg.length > DLM_MAX_APP_BUFSIZE)
-        throw new MessageSizeError(msg.length, DLM_MAX_APP_BUFSIZE);
-      const hlen = msg[12]! | (msg[13]! << 8);
-      if (hlen !== msg.length)
-        throw new MessageError(`raw message h_length ${hlen} does not match its ${msg.length} bytes`);
-      checkCmd(msg[14]!);
-      if (this.kernelMinimums) checkKernelMinimum(msg[14]!, msg.length);
-      return sender.stage(nodeid, 0, 0, msg, true);
+    const m = checkOutgoing(msg);
+    if (m.raw) {
+      const raw = m.body;
+      if (raw.length < DLM_HEADER_LEN || raw.length > DLM_MAX_APP_BUFSIZE)
+        throw new MessageSizeError(raw.length, DLM_MAX_APP_BUFSIZE);
+      const hlen = raw[12]! | (raw[13]! << 8);
+      if (hlen !== raw.length)
+        throw new MessageError(`raw message h_length ${hlen} does not match its ${raw.length} bytes`);
+      checkCmd(raw[14]!);
+      if (this.kernelMinimums) checkKernelMinimum(raw[14]!, raw.length);
+      return sender.stage(nodeid, 0, 0, raw, true);
     }
-    const body = typeof msg.body === 'string' ? Buffer.from(msg.body) : (msg.body ?? EMPTY);
+    const body = m.body;
     if (DLM_HEADER_LEN + body.length > DLM_MAX_APP_BUFSIZE)
       throw new MessageSizeError(DLM_HEADER_LEN + body.length, DLM_MAX_APP_BUFSIZE);
-    const cmd = msg.cmd ?? DLM_MSG;
-    checkCmd(cmd);
-    if (this.kernelMinimums) checkKernelMinimum(cmd, DLM_HEADER_LEN + body.length);
-    return sender.stage(nodeid, msg.lockspace ?? 0, cmd, body, false);
+    if (this.kernelMinimums) checkKernelMinimum(m.cmd, DLM_HEADER_LEN + body.length);
+    return sender.stage(nodeid, m.lockspace, m.cmd, body, false);
   }
 
   /** Hands what send() staged to the native layer now (it happens at the end of each tick anyway). */
@@ -543,16 +548,36 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     };
   }
 
-  /** One crossing from the receive thread: hand the batch to every consumer. */
+  /**
+   * One crossing from the receive thread: hand the batch to every consumer. A handler
+   * that throws does not stop the batch: every other handler, and the rest of the batch,
+   * still get their messages (the native side counted them as delivered and acks them).
+   * Each error is then rethrown on its own on the next tick, outside our frames, so that
+   * it surfaces as an uncaught exception ('uncaughtException', or the process exits), as
+   * a throwing 'data' listener of a node:net socket does.
+   */
   private dispatch(data: Buffer, index: Uint32Array): void {
     const batch = new MessageBatch(data, index);
     let held = 0;
+    let errors: unknown[] | undefined;
     try {
-      for (const h of this.batchHandlers) h(batch);
+      for (const h of this.batchHandlers) {
+        try {
+          h(batch);
+        } catch (err) {
+          (errors ??= []).push(err);
+        }
+      }
       if (this.messageHandlers.length) {
         for (let i = 0; i < batch.length; i++) {
           const m = batch.message(i);
-          for (const h of this.messageHandlers) h(m);
+          for (const h of this.messageHandlers) {
+            try {
+              h(m);
+            } catch (err) {
+              (errors ??= []).push(err);
+            }
+          }
         }
       }
       for (const q of this.iterators) if (q.push(batch)) held++;
@@ -560,6 +585,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       // Iterators release when they are done with the batch; otherwise it is done now.
       if (held) this.holds.set(batch, held);
       else this.engine?.release(data.length);
+      if (errors) for (const err of errors) process.nextTick(rethrow, err);
     }
   }
 
@@ -694,6 +720,10 @@ function checkCmd(cmd: number): void {
 function checkKernelMinimum(cmd: number, len: number): void {
   const min = cmd === DLM_MSG ? DLM_MSG_MIN_LEN : DLM_RCOM_MIN_LEN;
   if (len < min) throw new MessageSizeError(len, DLM_MAX_APP_BUFSIZE, cmd === DLM_MSG ? 'DLM_MSG' : 'DLM_RCOM', min);
+}
+
+function rethrow(err: unknown): never {
+  throw err;
 }
 
 function remove<T>(arr: T[], item: T): void {
