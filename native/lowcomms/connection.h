@@ -63,7 +63,8 @@ struct Connection {
 
   // Send-thread state.
   enum class TxState : uint8_t { kIdle, kConnecting, kAuthenticating, kConnected };
-  TxState tx_state = TxState::kIdle;
+  // Written by the send thread only; atomic because stats() reads it on the JS thread.
+  std::atomic<TxState> tx_state{TxState::kIdle};
   std::shared_ptr<Socket> sock;
   bool writable = false;
   int64_t retry_at_ns = 0;
