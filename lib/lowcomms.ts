@@ -161,7 +161,17 @@ export interface CloseResult {
 
 export interface LowcommsEvents {
   connect: [{ nodeid: number; address: string; resent: number }];
+  /**
+   * The link to a node went down; `errno` 0 when the peer closed it in order (`reason`
+   * 'closed by peer'). lowcomms reconnects by itself.
+   */
   disconnect: [{ nodeid: number; reason: string; errno: number }];
+  /**
+   * The first attempt to reach a node failed because it is not up yet (refused,
+   * unreachable, timed out): normal while a cluster starts. lowcomms keeps retrying
+   * (stats().nodes[].connectErrors counts the attempts); 'connect' follows when it is up.
+   */
+  connecting: [{ nodeid: number; reason: string; errno: number }];
   reject: [{ address: string; nodeid?: number; reason?: string }];
   error: [LowcommsError];
   drain: [{ nodeid: number }];
@@ -353,7 +363,14 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     }
     const n = this.nodes.require(node.nodeid);
     this.sender?.flush();
-    this.engine?.addNode(n.nodeid, n.addrs, n.mark);
+    try {
+      this.engine?.addNode(n.nodeid, n.addrs, n.mark);
+    } catch (err) {
+      // Refused (a mark without CAP_NET_ADMIN): the table goes back to what it was.
+      this.nodes.remove(node.nodeid);
+      if (existing) this.nodes.add(existing);
+      throw mapStartError(err, this.transportName ?? 'tcp');
+    }
   }
 
   /**
@@ -610,6 +627,9 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       case 'disconnect':
         this.emit('disconnect', { nodeid: ev.nodeid, reason: ev.detail, errno: ev.value });
         return;
+      case 'connecting':
+        this.emit('connecting', { nodeid: ev.nodeid, reason: ev.detail, errno: ev.value });
+        return;
       case 'reject':
         // An unknown address, or (code 'auth') a known node that failed authentication.
         this.emit('reject', ev.code === 'auth' ? { address: '', nodeid: ev.nodeid, reason: ev.detail } : { address: ev.detail });
@@ -742,6 +762,7 @@ function mapStartError(err: unknown, transport: TransportName): LowcommsError {
     case 'EADDRINUSE':
       return new AddressInUseError(msg);
     case 'EPERM':
+    case 'EACCES':
       return new PermissionError(msg);
     case 'ESOCKTNOSUPPORT':
       return transport === 'sctp' ? new SctpUnavailableError(msg) : new NativeError(msg, e.errno);

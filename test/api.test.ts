@@ -85,7 +85,7 @@ describe('errors are typed', () => {
       assert.equal(c.transport, 'sctp');
       return;
     }
-    await assert.rejects(c.start(), (e: unknown) => e instanceof SctpUnavailableError && /uml-run/.test(e.message));
+    await assert.rejects(c.start(), (e: unknown) => e instanceof SctpUnavailableError && /npx lowcomms uml -- /.test(e.message));
   });
 
   test("transport 'detect' picks TCP for single-homed nodes", async (t) => {

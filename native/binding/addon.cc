@@ -232,7 +232,11 @@ class Engine : public Napi::ObjectWrap<Engine> {
     const uint32_t nodeid = info[0].As<Napi::Number>().Uint32Value();
     auto addrs = parse_addrs(info.Env(), info[1]);
     const uint32_t mark = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0;
-    engine_->add_node(nodeid, std::move(addrs), mark);
+    try {
+      engine_->add_node(nodeid, std::move(addrs), mark);
+    } catch (const EngineError& e) {
+      throw engine_error(info.Env(), e);
+    }
     return info.Env().Undefined();
   }
   Napi::Value RemoveNode(const Napi::CallbackInfo& info) {
@@ -353,6 +357,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
       num("badVersion", double(s.rx.bad_version));
       num("skipped", double(s.rx.skipped));
       num("nodeidMismatch", double(s.rx.nodeid_mismatch));
+      num("innerNodeidMismatch", double(s.rx.inner_nodeid_mismatch));
       num("acksRcvd", double(s.rx.acks_rcvd));
       num("badAcks", double(s.rx.bad_acks));
       num("finsRcvd", double(s.rx.fins_rcvd));

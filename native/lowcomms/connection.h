@@ -26,6 +26,9 @@ struct Socket {
   bool outgoing = false;
   std::atomic<bool> dead{false};
   std::atomic<bool> abort{false};  // close with RST (fault injection), no FIN first
+  // Why the receive thread dropped it: 0 the peer closed it (EOF), else an errno;
+  // -1 not known (dropped for another reason).
+  std::atomic<int> close_err{-1};
   // Receive-thread state: the start of a message split across reads (the kernel's
   // rx_leftover_buf): under 4096 bytes, since a whole message is at most 4096.
   std::vector<uint8_t> leftover;

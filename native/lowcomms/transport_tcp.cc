@@ -99,6 +99,7 @@ void Lowcomms::tcp_read(const std::shared_ptr<Socket>& s) {
     const ssize_t r = ::recv(s->fd.get(), buf + left, rx_buf_.size() - left, MSG_DONTWAIT);
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
     if (r <= 0) {
+      s->close_err = r == 0 ? 0 : errno;
       rx_drop_socket(s->id, true);
       return;
     }
@@ -133,6 +134,7 @@ void Lowcomms::tcp_read(const std::shared_ptr<Socket>& s) {
       c->ctr.bad_frames++;
       emit(Event{"error", c->nodeid, "malformed frame (bad length): connection closed",
                  "bad_frame", 0});
+      s->close_err = EBADMSG;
       rx_drop_socket(s->id, true);
       return;
     }

@@ -92,12 +92,18 @@ RxVerdict MidcommsNode::on_sequenced(const dlm::Decoded& d) {
   }
   seq_next_++;
   if (d.inner_cmd == dlm::kFin) return on_fin();
-  ulp_delivered_++;
+  ulp_delivered_++;  // the frame counts as received (and is acked) whatever follows
+  v.ack_now = ulp_delivered_ > kRecvAckBackThreshold;
+  // As the kernel's receive path: the inner header must name the connection's node too.
+  // Its h_version is not checked there (only the outer one is), so it is not here.
+  if (dlm::read_header(d.inner).nodeid != nodeid_) {
+    stats_.inner_nodeid_mismatch++;
+    return v;
+  }
   stats_.delivered++;
   v.deliver = true;
   v.inner = d.inner;
   v.inner_len = d.inner_len;
-  v.ack_now = ulp_delivered_ > kRecvAckBackThreshold;
   return v;
 }
 
