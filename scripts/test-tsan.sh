@@ -17,6 +17,7 @@ symbolizer=$(command -v llvm-symbolizer || command -v llvm-symbolizer-14 || true
 [[ -n $symbolizer ]] || { echo "test-tsan: no llvm-symbolizer (scripts/setup-system.sh installs llvm-14)" >&2; exit 1; }
 [[ $# -gt 0 ]] || set -- node --import tsx --test --test-concurrency=1 test/api.test.ts test/contract.test.ts test/net/transport.test.ts
 logs=$(mktemp -d "${TMPDIR:-/tmp}/lowcomms-tsan.XXXXXX")
+chmod 1777 "$logs"  # a test may run a child as nobody (contract-native.test.ts); it logs here too
 trap 'rm -rf "$logs"' EXIT
 export LOWCOMMS_ADDON_PATH=$PWD/$addon LOWCOMMS_TEST_TRANSPORTS=${LOWCOMMS_TEST_TRANSPORTS:-tcp}
 export LOWCOMMS_TEST_MESSAGES=${LOWCOMMS_TEST_MESSAGES:-5000} LOWCOMMS_TEST_KILLS=${LOWCOMMS_TEST_KILLS:-20}
