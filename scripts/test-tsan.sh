@@ -4,9 +4,9 @@
 #   scripts/test-tsan.sh [node --import tsx --test FILES...]
 # Node itself is not built with TSan, so libtsan is LD_PRELOADed into every node process
 # of the run and each writes its reports to a log file (exitcode=0: the test results
-# stay the tests' own). scripts/tsan-check.mjs then fails the run for every report that
-# touches our code (a frame in lowcomms.node or native/), and lists the rest, races
-# between node/V8/libuv internals only, that TSan cannot judge (see tsan-check.mjs).
+# stay the tests' own). scripts/tsan-check.mjs then fails the run for every report where
+# our code made an access or owns the memory, and lists the rest, races of node/V8/libuv
+# on their own memory that TSan cannot judge (see tsan-check.mjs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 npx cmake-js build -D -O build-tsan --CDLOWCOMMS_TSAN=ON >/dev/null
