@@ -59,23 +59,25 @@ const PARTS = new Set(['lockspace', 'cmd', 'body']);
  */
 export function checkOutgoing(msg: unknown): CheckedMessage {
   if (msg instanceof Uint8Array) return { raw: true, lockspace: 0, cmd: 0, body: msg };
-  if (ArrayBuffer.isView(msg)) return { raw: true, lockspace: 0, cmd: 0, body: bodyBytes(msg, 'message') };
-  if (msg === null || typeof msg !== 'object' || Array.isArray(msg) || msg instanceof ArrayBuffer)
-    throw new MessageError(
-      `send() takes a whole message (Uint8Array) or { lockspace, cmd, body }, got ${describe(msg)}`,
-    );
+  if (typeof msg !== 'object' || msg === null)
+    throw new MessageError(`send() takes a whole message (Uint8Array) or { lockspace, cmd, body }, got ${describe(msg)}`);
   const m = msg as { lockspace?: unknown; cmd?: unknown; body?: unknown };
+  const b = m.body;
+  // The hot path first: { lockspace, cmd, body } with bytes or a string. Arrays, buffers
+  // and typed arrays have no body: they are told apart only below.
+  if (b === undefined) {
+    if (ArrayBuffer.isView(msg)) return { raw: true, lockspace: 0, cmd: 0, body: bodyBytes(msg, 'message') };
+    if (Array.isArray(msg) || msg instanceof ArrayBuffer)
+      throw new MessageError(`send() takes a whole message (Uint8Array) or { lockspace, cmd, body }, got ${describe(msg)}`);
+    // An empty body is legal, but a misspelt one ({ data: ... }) must not send an empty message.
+    for (const k of Object.keys(m))
+      if (!PARTS.has(k)) throw new MessageError(`unknown message field '${k}' (expected lockspace, cmd, body)`);
+  }
   const lockspace = m.lockspace === undefined ? 0 : u32(m.lockspace, 'lockspace');
   const cmd = m.cmd === undefined ? DLM_MSG : u32(m.cmd, 'cmd', 255);
   if (cmd !== DLM_MSG && cmd !== DLM_RCOM)
     throw new MessageError(`h_cmd ${cmd}: only DLM_MSG (1) and DLM_RCOM (2) carry application messages`);
-  if (m.body === undefined) {
-    // An empty body is legal, but a misspelt one ({ data: ... }) must not send an empty message.
-    for (const k of Object.keys(m))
-      if (!PARTS.has(k)) throw new MessageError(`unknown message field '${k}' (expected lockspace, cmd, body)`);
-    return { raw: false, lockspace, cmd, body: EMPTY };
-  }
-  return { raw: false, lockspace, cmd, body: bodyBytes(m.body, 'body') };
+  return { raw: false, lockspace, cmd, body: b === undefined ? EMPTY : bodyBytes(b, 'body') };
 }
 
 // ---------------------------------------------------------------------------------
