@@ -1,19 +1,17 @@
 /**
  * The API contract (issue 13), native side: frames whose inner header names another
- * node, connect/close events that tell a peer not up yet and an orderly close from a
- * fault, heldBytes after everything is acked, capabilities as PermissionError.
+ * node, heldBytes after everything is acked, capabilities as PermissionError. The
+ * connection events are in test/net/contract-events.test.ts (every transport).
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { Lowcomms, type LowcommsError } from '../lib';
+import { Lowcomms } from '../lib';
 import { nodeList, startCluster, until } from './helpers/cluster';
 import { RawPeer, V31, message, opts, seqMsg } from './helpers/rawpeer';
 import { testPort } from './helpers/transports';
-
-const ECONNREFUSED = 111;
 
 describe('wire: the inner header of a DLM_OPTS frame', () => {
   test("an inner h_nodeid of another node is dropped and counted; its seq is used; inner h_version is not checked (as the kernel)", async (t) => {
@@ -41,49 +39,6 @@ describe('wire: the inner header of a DLM_OPTS frame', () => {
     assert.equal(s.innerNodeidMismatch, 1);
     assert.equal(s.nodeidMismatch, 0);
     assert.equal(s.seqNext, 4, 'the dropped frame used its sequence number');
-  });
-});
-
-describe('events', () => {
-  test("a peer not up yet gives 'connecting', not 'error'; the message arrives once it is up", async (t) => {
-    const port = testPort();
-    const nodes = nodeList(2);
-    const n1 = new Lowcomms({ nodeid: 1, nodes, port });
-    const n2 = new Lowcomms({ nodeid: 2, nodes, port });
-    t.after(() => Promise.all([n1.close({ flush: false }), n2.close({ flush: false })]));
-    const errors: LowcommsError[] = [];
-    const connecting: Array<{ nodeid: number; reason: string; errno: number }> = [];
-    n1.on('error', (e) => errors.push(e));
-    n1.on('connecting', (e) => connecting.push(e));
-    await n1.start();
-    n1.send(2, { body: 'early' });
-    await until(() => connecting.length > 0, 5000, "a 'connecting' event");
-    assert.equal(connecting[0]!.nodeid, 2);
-    assert.equal(connecting[0]!.errno, ECONNREFUSED);
-    assert.match(connecting[0]!.reason, /refused/i);
-    const got: string[] = [];
-    n2.onMessage((m) => got.push(m.body.toString()));
-    await n2.start();
-    await until(() => got.length === 1, 10_000, 'the early message');
-    assert.deepEqual(errors, [], 'no error event');
-  });
-
-  test("an orderly close by the peer is 'closed by peer' (errno 0), not a reset", async (t) => {
-    const cl = await startCluster(t, { n: 2, transport: 'tcp' });
-    const n1 = cl.get(1);
-    const got: string[] = [];
-    cl.get(2).onMessage((m) => got.push(m.body.toString()));
-    n1.onMessage(() => undefined);
-    const disconnects: Array<{ nodeid: number; reason: string; errno: number }> = [];
-    n1.on('disconnect', (e) => disconnects.push(e));
-    n1.send(2, { body: 'hello' });
-    cl.get(2).send(1, { body: 'hello back' });
-    await until(() => got.length === 1, 5000, 'the message');
-    await until(() => n1.stats().nodes[0]!.unacked === 0, 5000, 'the ack');
-    await cl.get(2).close();
-    await until(() => disconnects.length > 0, 5000, "a 'disconnect' event");
-    assert.equal(disconnects[0]!.errno, 0, JSON.stringify(disconnects[0]));
-    assert.equal(disconnects[0]!.reason, 'closed by peer');
   });
 });
 

@@ -63,6 +63,9 @@ struct Connection {
   std::atomic<bool> sock_failed{false}; // the receive thread saw the outgoing socket die
   std::atomic<int32_t> assoc_id{0};     // SCTP: the association, 0 when down
   std::atomic<bool> assoc_up{false};
+  // SCTP: why the association went, for the disconnect event: 0 an orderly shutdown by
+  // the peer, else an errno; -1 not known. The send thread takes it.
+  std::atomic<int> assoc_down_err{-1};
 
   // Send-thread state.
   enum class TxState : uint8_t { kIdle, kConnecting, kAuthenticating, kConnected };

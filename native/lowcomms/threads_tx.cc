@@ -86,11 +86,12 @@ void Lowcomms::tx_service(const ConnPtr& c, int64_t now) {
   if (c->tx_state != Connection::TxState::kIdle &&
       (c->sock_failed.exchange(false) || (c->sock && c->sock->dead))) {
     // Say what the receive thread saw: an orderly close by the peer is not a reset.
-    const int e = c->sock ? c->sock->close_err.load() : -1;
+    const int e = sctp ? c->assoc_down_err.exchange(-1) : c->sock ? c->sock->close_err.load() : -1;
     if (e == 0)
       tx_lost(c, 0, "closed by peer");
     else
-      tx_lost(c, e > 0 ? e : ECONNRESET, "connection closed");
+      tx_lost(c, e > 0 ? e : ECONNRESET,
+              c->tx_state == Connection::TxState::kConnecting ? "connect" : "connection closed");
   }
 
   bool has_work;
@@ -149,7 +150,10 @@ void Lowcomms::tx_service(const ConnPtr& c, int64_t now) {
       return;
     case Connection::TxState::kConnected:
       if (sctp && !c->assoc_up) {
-        tx_lost(c, ECONNRESET, "association down");
+        if (c->assoc_down_err.exchange(-1) == 0)
+          tx_lost(c, 0, "closed by peer");
+        else
+          tx_lost(c, ECONNRESET, "association down");
         return;
       }
       if (sctp && cfg_.auth && c->sctp_authed_assoc != c->assoc_id) {
@@ -197,6 +201,7 @@ void Lowcomms::tx_connect(const ConnPtr& c, int64_t now) {
 
 void Lowcomms::tx_connected(const ConnPtr& c) {
   c->tx_state = Connection::TxState::kConnected;
+  c->assoc_down_err = -1;  // a reason left from an earlier association is not this one's
   c->retries = 0;
   c->retry_at_ns = 0;
   c->writable = true;

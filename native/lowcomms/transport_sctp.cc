@@ -242,6 +242,9 @@ void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
       sctp_end_session(id);
       if (!c) return;
       if (c->assoc_id == id) {
+        c->assoc_down_err = ac.sac_state == SCTP_SHUTDOWN_COMP    ? 0
+                            : ac.sac_state == SCTP_CANT_STR_ASSOC ? ECONNREFUSED  // the setup failed
+                                                                  : ECONNRESET;
         c->assoc_up = false;
         c->assoc_id = 0;
         c->sock_failed = true;
@@ -264,6 +267,7 @@ void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
     }
     case SCTP_SHUTDOWN_EVENT: {
       if (ConnPtr c = sctp_conn_of_assoc(sn.sn_shutdown_event.sse_assoc_id)) {
+        c->assoc_down_err = 0;  // the peer is shutting the association down in order
         c->sock_failed = true;
         kick_tx(c);
       }
