@@ -112,7 +112,6 @@ export interface LowcommsOptions {
   sctp?: SctpOptions;
 }
 
-/** What send() takes: a whole DLM message, or the parts to build one from. */
 /**
  * What send() takes: a whole DLM message, or the parts to build one from. A typed array
  * other than Uint8Array, or a DataView, stands for the bytes it spans (never converted
