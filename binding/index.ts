@@ -88,6 +88,8 @@ export interface NativeNodeStats {
   badVersion: number;
   skipped: number;
   nodeidMismatch: number;
+  /** Sequenced frames dropped because the inner header named another node (seq used, acked). */
+  innerNodeidMismatch: number;
   acksRcvd: number;
   badAcks: number;
   finsRcvd: number;

@@ -80,8 +80,8 @@ export class SctpUnavailableError extends LowcommsError {
   constructor(detail: string) {
     super(
       'ERR_LOWCOMMS_SCTP_UNAVAILABLE',
-      `this kernel has no SCTP (${detail}). Load it with 'modprobe sctp', ` +
-        `or run inside user-mode-linux with 'scripts/uml-run.sh -- <command>' (see README).`,
+      `this kernel has no SCTP (${detail}). Load it with 'modprobe sctp', or run your ` +
+        `command inside user-mode-linux, from your project: 'npx lowcomms uml -- node app.js' (see README).`,
     );
   }
 }

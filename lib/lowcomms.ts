@@ -30,6 +30,7 @@ import {
 import { MessageBatch, type DlmMessage } from './message';
 import { NodeTable, type NodeConfig } from './nodetable';
 import { Sender } from './sender';
+import { checkNodesOption, checkOptions, checkOutgoing } from './validate';
 
 export type TransportName = 'tcp' | 'sctp';
 
@@ -124,10 +125,14 @@ export interface LowcommsOptions {
   sctp?: SctpOptions;
 }
 
-/** What send() takes: a whole DLM message, or the parts to build one from. */
+/**
+ * What send() takes: a whole DLM message, or the parts to build one from. A typed array
+ * other than Uint8Array, or a DataView, stands for the bytes it spans (never converted
+ * element by element); a string is sent as UTF-8. Anything else is a MessageError.
+ */
 export type OutgoingMessage =
-  | Uint8Array
-  | { lockspace?: number; cmd?: number; body?: Uint8Array | string };
+  | ArrayBufferView
+  | { lockspace?: number; cmd?: number; body?: ArrayBufferView | string };
 
 export interface NodeStats extends NativeNodeStats {}
 
@@ -170,7 +175,17 @@ export interface CloseResult {
 
 export interface LowcommsEvents {
   connect: [{ nodeid: number; address: string; resent: number }];
+  /**
+   * The link to a node went down; `errno` 0 when the peer closed it in order (`reason`
+   * 'closed by peer'). lowcomms reconnects by itself.
+   */
   disconnect: [{ nodeid: number; reason: string; errno: number }];
+  /**
+   * The first attempt to reach a node failed because it is not up yet (refused,
+   * unreachable, timed out): normal while a cluster starts. lowcomms keeps retrying
+   * (stats().nodes[].connectErrors counts the attempts); 'connect' follows when it is up.
+   */
+  connecting: [{ nodeid: number; reason: string; errno: number }];
   reject: [{ address: string; nodeid?: number; reason?: string }];
   error: [LowcommsError];
   drain: [{ nodeid: number }];
@@ -202,7 +217,6 @@ export interface LowcommsEvents {
 type MessageHandler = (msg: DlmMessage) => void;
 type BatchHandler = (batch: MessageBatch) => void;
 
-const EMPTY = new Uint8Array(0);
 const AUTH_LABEL = 'lowcomms-auth-v2';
 
 function positiveInt(name: string, v: unknown, max = 0xffffffff): number {
@@ -239,11 +253,11 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     super();
     if (!opts || typeof opts !== 'object') throw new ConfigError('options object required');
     this.nodeid = positiveInt('nodeid', opts.nodeid);
+    checkOptions(opts as unknown as Record<string, unknown>);
+    if (!(opts.nodes instanceof NodeTable)) checkNodesOption(opts.nodes);
     this.nodes = opts.nodes instanceof NodeTable ? opts.nodes : new NodeTable(opts.nodes);
     if (!this.nodes.has(this.nodeid))
       throw new ConfigError(`local nodeid ${this.nodeid} is not in the node table`);
-    if (opts.port !== undefined) positiveInt('port', opts.port, 65535);
-    if (opts.mark !== undefined) positiveInt('mark', opts.mark);
     if (opts.auth !== undefined) {
       this.clusterKey = ClusterKey.from(opts.auth);
       this.authKey = this.clusterKey.key; // undefined for a passphrase: start() stretches it
@@ -357,23 +371,23 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       throw new StateError(`send() before start() or after close() (state '${this.state}')`);
     if (nodeid === this.nodeid) throw new ConfigError('cannot send to our own nodeid');
     if (!this.nodes.has(nodeid)) throw new UnknownNodeError(nodeid);
-    if (msg instanceof Uint8Array) {
-      if (msg.length < DLM_HEADER_LEN || msg.length > DLM_MAX_APP_BUFSIZE)
-        throw new MessageSizeError(msg.length, DLM_MAX_APP_BUFSIZE);
-      const hlen = msg[12]! | (msg[13]! << 8);
-      if (hlen !== msg.length)
-        throw new MessageError(`raw message h_length ${hlen} does not match its ${msg.length} bytes`);
-      checkCmd(msg[14]!);
-      if (this.kernelMinimums) checkKernelMinimum(msg[14]!, msg.length);
-      return sender.stage(nodeid, 0, 0, msg, true);
+    const m = checkOutgoing(msg);
+    if (m.raw) {
+      const raw = m.body;
+      if (raw.length < DLM_HEADER_LEN || raw.length > DLM_MAX_APP_BUFSIZE)
+        throw new MessageSizeError(raw.length, DLM_MAX_APP_BUFSIZE);
+      const hlen = raw[12]! | (raw[13]! << 8);
+      if (hlen !== raw.length)
+        throw new MessageError(`raw message h_length ${hlen} does not match its ${raw.length} bytes`);
+      checkCmd(raw[14]!);
+      if (this.kernelMinimums) checkKernelMinimum(raw[14]!, raw.length);
+      return sender.stage(nodeid, 0, 0, raw, true);
     }
-    const body = typeof msg.body === 'string' ? Buffer.from(msg.body) : (msg.body ?? EMPTY);
+    const body = m.body;
     if (DLM_HEADER_LEN + body.length > DLM_MAX_APP_BUFSIZE)
       throw new MessageSizeError(DLM_HEADER_LEN + body.length, DLM_MAX_APP_BUFSIZE);
-    const cmd = msg.cmd ?? DLM_MSG;
-    checkCmd(cmd);
-    if (this.kernelMinimums) checkKernelMinimum(cmd, DLM_HEADER_LEN + body.length);
-    return sender.stage(nodeid, msg.lockspace ?? 0, cmd, body, false);
+    if (this.kernelMinimums) checkKernelMinimum(m.cmd, DLM_HEADER_LEN + body.length);
+    return sender.stage(nodeid, m.lockspace, m.cmd, body, false);
   }
 
   /** Hands what send() staged to the native layer now (it happens at the end of each tick anyway). */
@@ -398,7 +412,14 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       throw new ConfigError(`node ${n.nodeid}: auth cannot be used with kernel DLM peers`);
     }
     this.sender?.flush();
-    this.engine?.addNode(n.nodeid, n.addrs, n.mark, this.isKernel(n));
+    try {
+      this.engine?.addNode(n.nodeid, n.addrs, n.mark, this.isKernel(n));
+    } catch (err) {
+      // Refused (a mark without CAP_NET_ADMIN): the table goes back to what it was.
+      this.nodes.remove(node.nodeid);
+      if (existing) this.nodes.add(existing);
+      throw mapStartError(err, this.transportName ?? 'tcp');
+    }
   }
 
   /**
@@ -611,17 +632,37 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     };
   }
 
-  /** One crossing from the receive thread: hand the batch to every consumer. */
+  /**
+   * One crossing from the receive thread: hand the batch to every consumer. A handler
+   * that throws does not stop the batch: every other handler, and the rest of the batch,
+   * still get their messages (the native side counted them as delivered and acks them).
+   * Each error is then rethrown on its own on the next tick, outside our frames, so that
+   * it surfaces as an uncaught exception ('uncaughtException', or the process exits), as
+   * a throwing 'data' listener of a node:net socket does.
+   */
   private dispatch(data: Buffer, index: Uint32Array, id: number): void {
     const batch = new MessageBatch(data, index);
     this.batchIds.set(batch, id);
     let held = 0;
+    let errors: unknown[] | undefined;
     try {
-      for (const h of this.batchHandlers) h(batch);
+      for (const h of this.batchHandlers) {
+        try {
+          h(batch);
+        } catch (err) {
+          (errors ??= []).push(err);
+        }
+      }
       if (this.messageHandlers.length) {
         for (let i = 0; i < batch.length; i++) {
           const m = batch.message(i);
-          for (const h of this.messageHandlers) h(m);
+          for (const h of this.messageHandlers) {
+            try {
+              h(m);
+            } catch (err) {
+              (errors ??= []).push(err);
+            }
+          }
         }
       }
       for (const q of this.iterators) if (q.push(batch)) held++;
@@ -629,6 +670,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       // Iterators release when they are done with the batch; otherwise it is done now.
       if (held) this.holds.set(batch, held);
       else this.engine?.release(id, data.length);
+      if (errors) for (const err of errors) process.nextTick(rethrow, err);
     }
   }
 
@@ -652,6 +694,9 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
         return;
       case 'disconnect':
         this.emit('disconnect', { nodeid: ev.nodeid, reason: ev.detail, errno: ev.value });
+        return;
+      case 'connecting':
+        this.emit('connecting', { nodeid: ev.nodeid, reason: ev.detail, errno: ev.value });
         return;
       case 'reject':
         // An unknown address, or (code 'auth') a known node that failed authentication.
@@ -780,6 +825,10 @@ function checkKernelMinimum(cmd: number, len: number): void {
   if (len < min) throw new MessageSizeError(len, DLM_MAX_APP_BUFSIZE, cmd === DLM_MSG ? 'DLM_MSG' : 'DLM_RCOM', min);
 }
 
+function rethrow(err: unknown): never {
+  throw err;
+}
+
 function remove<T>(arr: T[], item: T): void {
   const i = arr.indexOf(item);
   if (i >= 0) arr.splice(i, 1);
@@ -796,6 +845,7 @@ function mapStartError(err: unknown, transport: TransportName): LowcommsError {
     case 'EADDRINUSE':
       return new AddressInUseError(msg);
     case 'EPERM':
+    case 'EACCES':
       return new PermissionError(msg);
     case 'ESOCKTNOSUPPORT':
       return transport === 'sctp' ? new SctpUnavailableError(msg) : new NativeError(msg, e.errno);

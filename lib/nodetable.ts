@@ -142,12 +142,21 @@ function familyPreference(ipVersion: string | undefined, transport: string | und
  * Replaces host names by their addresses. The whole table gets one family: the family
  * of its IP literals if it has any, else the first of `prefer` that every name has.
  */
-async function resolveNames(nodes: NodeConfig[], prefer: Array<4 | 6>, lookup: HostLookup, source: string): Promise<NodeConfig[]> {
+async function resolveNames(
+  nodes: Array<NodeConfig & { line?: number }>,
+  prefer: Array<4 | 6>,
+  lookup: HostLookup,
+  source: string,
+): Promise<NodeConfig[]> {
   const isName = (a: unknown): a is string => typeof a === 'string' && net.isIP(a) === 0;
   const names = new Set<string>();
+  // Where each name is first used: "file line N" (corosync.conf) or the node, for errors.
+  const where = new Map<string, string>();
   let literal: { family: 4 | 6; addr: string; nodeid: number } | undefined;
   for (const n of nodes) {
     for (const a of Array.isArray(n.addrs) ? n.addrs : []) {
+      if (isName(a) && !where.has(a))
+        where.set(a, n.line !== undefined ? `${source} line ${n.line}` : `${source}: node ${show(n.nodeid)}`);
       if (isName(a)) names.add(a);
       else if (!literal && typeof a === 'string' && !a.includes('%'))
         literal = { family: normalizeAddress(a).family, addr: a, nodeid: n.nodeid };
@@ -160,7 +169,7 @@ async function resolveNames(nodes: NodeConfig[], prefer: Array<4 | 6>, lookup: H
       try {
         found.set(name, await lookup(name));
       } catch (err) {
-        throw new ConfigError(`${source}: cannot resolve ${show(name)}: ${(err as Error).message}`, { cause: err });
+        throw new ConfigError(`${where.get(name)}: cannot resolve ${show(name)}: ${(err as Error).message}`, { cause: err });
       }
     }),
   );
@@ -178,7 +187,7 @@ async function resolveNames(nodes: NodeConfig[], prefer: Array<4 | 6>, lookup: H
     const f = candidates[0]!;
     const name = [...names].find((x) => !has(x, f))!;
     const got = (found.get(name) ?? []).map((r) => r.address).join(', ') || 'nothing';
-    throw new ConfigError(`${source}: ${show(name)} has no IPv${f} address (got ${got}); a table has one address family`);
+    throw new ConfigError(`${where.get(name)}: ${show(name)} has no IPv${f} address (got ${got}); a table has one address family`);
   }
   return nodes.map((n) => {
     if (!Array.isArray(n.addrs)) return n;
@@ -291,9 +300,13 @@ export class NodeTable implements Iterable<Readonly<NodeConfig>> {
     } else {
       const conf = parseCorosyncConf(text, path);
       nodes = conf.nodes;
+      // corosync.conf without a nodelist (udp multicast, or the wrong file): nothing to connect to.
+      if (nodes.length === 0)
+        throw new ConfigError(`${path}: no nodelist { node { nodeid: N  ring0_addr: ADDR } } section: DLM needs every node's nodeid and address`);
       prefer = () => familyPreference(conf.ipVersion, conf.transport, path);
     }
     if (opts.resolve !== false) nodes = await resolveNames(nodes, prefer(), opts.lookup ?? defaultLookup, path);
+    if (nodes.length === 0) throw new ConfigError(`${path}: the node table has no nodes`);
     return buildTable(nodes, path);
   }
 

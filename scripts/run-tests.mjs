@@ -5,8 +5,8 @@
 //   2. when this kernel has no SCTP: the transport suites (test/net/) and the guest-only
 //      tests (test/uml/) again inside user-mode-linux with LOWCOMMS_TEST_TRANSPORTS=sctp.
 //   3. each libFuzzer target for a bounded time; 4. the host suites on TCP against the
-//      ASan + UBSan + LSan build; 5. the SCTP suites against a UBSan build in the guest
-//      (ASan cannot run there).
+//      ASan + UBSan + LSan build; 5. the same against a ThreadSanitizer build; 6. the SCTP
+//      suites against a UBSan build in the guest (ASan cannot run there).
 // SCTP is never skipped: a run that could not test it fails. The last line is the total
 // as "N passed, N failed", with how many of those tests ran on SCTP.
 import { spawnSync } from 'node:child_process';
@@ -145,6 +145,15 @@ if (!only || only === 'fuzz') {
 if (!only || only === 'asan') {
   console.log('\n=== asan: ASan + UBSan + LSan build, host suites on TCP ===');
   results.push(runNodeTests('asan', [...unitFiles.filter((f) => !/cli|uml-harness|nodetable|corosync/.test(f)), ...netFiles], { LOWCOMMS_TEST_TRANSPORTS: 'tcp', LOWCOMMS_SOAK_SECONDS: '15', LOWCOMMS_TEST_MESSAGES: '20000', LOWCOMMS_TEST_KILLS: '50', LOWCOMMS_TEST_RESTARTS: '15' }, ['bash', 'scripts/test-asan.sh']));
+}
+
+// ThreadSanitizer: the addon built with -fsanitize=thread, libtsan preloaded into node
+// (not instrumented itself), the host suites on TCP; any report touching our code fails
+// the stage (scripts/tsan-check.mjs). Smaller counts: TSan runs the native code 5-15x slower.
+if (!only || only === 'tsan') {
+  console.log('\n=== tsan: ThreadSanitizer build, host suites on TCP ===');
+  const files = [...unitFiles.filter((f) => !/cli|uml-harness|nodetable|corosync/.test(f)), ...netFiles.filter((f) => !/soak|auth/.test(f))];
+  results.push(runNodeTests('tsan', files, { LOWCOMMS_TEST_TRANSPORTS: 'tcp', LOWCOMMS_TEST_MESSAGES: '5000', LOWCOMMS_TEST_KILLS: '20' }, ['bash', 'scripts/test-tsan.sh']));
 }
 
 // UBSan on SCTP: ASan cannot run in the guest, so the SCTP-only native paths get the

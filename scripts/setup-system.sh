@@ -16,6 +16,8 @@ packages=(
 	user-mode-linux kmod iproute2 util-linux coreutils
 	# scripts/fuzz.sh: libFuzzer with ASan/UBSan
 	clang libclang-rt-14-dev
+	# scripts/test-tsan.sh: llvm-symbolizer names our frames in ThreadSanitizer reports
+	llvm-14
 )
 
 check_only=0

@@ -89,7 +89,10 @@ describe('errors are typed', () => {
     }
     const c = new Lowcomms({ nodeid: 1, nodes: nodeList(2), port: testPort(), transport: 'sctp' });
     t.after(() => c.close({ flush: false }));
-    await assert.rejects(c.start(), (e: unknown) => e instanceof SctpUnavailableError && /uml-run/.test(e.message) && /errno 94/.test(e.message));
+    await assert.rejects(
+      c.start(),
+      (e: unknown) => e instanceof SctpUnavailableError && /npx lowcomms uml -- /.test(e.message) && /errno 94/.test(e.message),
+    );
   });
 
   test("transport 'detect' picks TCP for single-homed nodes", async (t) => {

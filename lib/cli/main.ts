@@ -1,12 +1,15 @@
 #!/usr/bin/env node
 /**
- * The `lowcomms` command: bench (the package's main job from a shell), status, ping and keygen.
+ * The `lowcomms` command: bench (the package's main job from a shell), status, ping, keygen and uml.
  */
 import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { AUTH_KEY_BYTES } from '../authkey';
+import { loadBinding } from '../../binding';
 import type { TransportName } from '../lowcomms';
 import { killChildren, runBench, SCTP_SETTINGS, type Batching, type BenchOptions, type Progress } from './bench';
 import { benchNodeMain } from './bench-node';
@@ -21,6 +24,9 @@ commands:
   ping CONFIG       the same, with --count connect-time samples per address
   keygen FILE       write a new cluster key for auth: 32 random bytes, mode 0600
                     (then every node: auth: { key: fs.readFileSync(FILE) })
+  uml [--timeout S] -- COMMAND...
+                    run COMMAND in the current directory inside user-mode-linux, whose
+                    kernel has SCTP (for hosts without it), e.g. npx lowcomms uml -- node app.js
   help              this text
 
 bench options:
@@ -35,6 +41,7 @@ bench options:
   --json FILE           write every figure as JSON
   --html FILE           write a self-contained page with charts
   --no-uml              skip SCTP when the kernel has none, instead of using user-mode-linux
+                        (the report says so)
   --no-baselines        skip the node:net and C baselines
   --auth                run each configuration without and with peer authentication,
                         side by side (its cost: msgs/s ratio, first message ms)
@@ -114,12 +121,22 @@ async function bench(argv: string[]): Promise<number> {
   };
   if (!(o.seconds > 0 && o.seconds <= 600)) fail('--duration must be 0..600 seconds');
   const interactive = !o.inner && process.stderr.isTTY === true;
-  if (!o.inner) console.error(`lowcomms bench: ${sizes.join(',')} B x ${transports.join('+')} x ${batchings.join('+')}, ${o.seconds} s per run`);
+  // Without SCTP here and without user-mode-linux, SCTP is not measured: say so up front.
+  const sctpSkipped =
+    !o.inner && !o.uml && transports.includes('sctp') && !loadBinding().sctpAvailable(4).ok
+      ? 'SCTP skipped: this kernel has no SCTP and --no-uml was given (without it SCTP runs in user-mode-linux)'
+      : undefined;
+  const measured = sctpSkipped ? transports.filter((t) => t !== 'sctp') : transports;
+  if (measured.length === 0) fail(sctpSkipped ?? 'no transport to measure');
+  if (!o.inner)
+    console.error(`lowcomms bench: ${sizes.join(',')} B x ${measured.join('+')} x ${batchings.join('+')}, ${o.seconds} s per run`);
+  if (sctpSkipped) console.error(`lowcomms bench: ${sctpSkipped}`);
   const result = await runBench(o, progressBar(interactive), __filename);
   if (values.json) fs.writeFileSync(values.json, JSON.stringify(result, null, 2));
   if (o.inner) return 0;
   console.log(renderTable(result));
-  console.log(`SCTP settings: ${SCTP_SETTINGS}`);
+  if (result.runs.some((r) => r.transport === 'sctp')) console.log(`SCTP settings: ${SCTP_SETTINGS}`);
+  if (sctpSkipped) console.log(sctpSkipped);
   if (result.host.sctp === 'user-mode-linux')
     console.log('SCTP ran in user-mode-linux (this kernel has none), with TCP in the same guest: compare uml figures with uml figures.');
   if (values.html) {
@@ -167,6 +184,32 @@ function keygen(argv: string[]): number {
   return 0;
 }
 
+/** `lowcomms uml [--timeout S] -- COMMAND...`: the package's scripts/uml-run.sh, from any directory. */
+async function uml(argv: string[]): Promise<number> {
+  const sep = argv.indexOf('--');
+  const opts = sep < 0 ? [] : argv.slice(0, sep);
+  const command = sep < 0 ? argv : argv.slice(sep + 1);
+  if (command.length === 0) fail('uml needs a COMMAND, e.g. lowcomms uml -- node app.js');
+  for (let i = 0; i < opts.length; i++) {
+    if (opts[i] !== '--timeout' || !/^[0-9]+$/.test(opts[i + 1] ?? '')) fail(`uml: unknown option '${opts[i]}' (only --timeout SECONDS)`);
+    i++;
+  }
+  const script = path.join(packageRoot(), 'scripts', 'uml-run.sh');
+  const child = spawn('bash', [script, ...opts, '--', ...command], { stdio: 'inherit' });
+  return new Promise((resolve) => child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
+}
+
+/** The installed package's directory (lib/cli/main.ts, or dist/lib/cli/main.js once built). */
+function packageRoot(): string {
+  let dir = __dirname;
+  while (!fs.existsSync(path.join(dir, 'scripts', 'uml-run.sh'))) {
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error('cannot find scripts/uml-run.sh in the lowcomms package');
+    dir = up;
+  }
+  return dir;
+}
+
 async function main(): Promise<void> {
   const [cmd, ...rest] = process.argv.slice(2);
   if (cmd === '__bench-node') return benchNodeMain();
@@ -191,6 +234,9 @@ async function main(): Promise<void> {
       case 'keygen':
         code = keygen(rest);
         break;
+      case 'uml':
+        code = await uml(rest);
+        break;
       case undefined:
       case 'help':
       case '--help':
@@ -203,6 +249,8 @@ async function main(): Promise<void> {
     }
   } catch (err) {
     killChildren();
+    // parseArgs: an unknown option or a missing value is bad usage.
+    if (String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS')) fail(`${cmd}: ${(err as Error).message}`);
     console.error(`lowcomms ${cmd}: ${(err as Error).message}`);
     code = 1;
   }

@@ -82,7 +82,7 @@ export async function runStatus(o: StatusOptions): Promise<number> {
     console.log(
       `transport (detect): ${transport}` +
         (transport === 'tcp' && multihomed ? ' (nodes are multihomed but this kernel has no SCTP)' : '') +
-        `; SCTP in this kernel: ${sctp.ok ? 'yes' : `no (errno ${sctp.errno}; see scripts/uml-run.sh)`}`,
+        `; SCTP in this kernel: ${sctp.ok ? 'yes' : `no (errno ${sctp.errno}; run SCTP services with: npx lowcomms uml -- node app.js)`}`,
     );
     const t = new Table({ head: ['nodeid', 'name', 'address', 'state', 'connect ms'], style: { head: [], border: [] } });
     for (const n of nodes)

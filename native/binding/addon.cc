@@ -242,7 +242,11 @@ class Engine : public Napi::ObjectWrap<Engine> {
     auto addrs = parse_addrs(info.Env(), info[1]);
     const uint32_t mark = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0;
     const bool kernel = info.Length() > 3 && info[3].ToBoolean().Value();
-    engine_->add_node(nodeid, std::move(addrs), mark, kernel);
+    try {
+      engine_->add_node(nodeid, std::move(addrs), mark, kernel);
+    } catch (const EngineError& e) {
+      throw engine_error(info.Env(), e);
+    }
     return info.Env().Undefined();
   }
   Napi::Value RemoveNode(const Napi::CallbackInfo& info) {
@@ -373,6 +377,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
       num("badVersion", double(s.rx.bad_version));
       num("skipped", double(s.rx.skipped));
       num("nodeidMismatch", double(s.rx.nodeid_mismatch));
+      num("innerNodeidMismatch", double(s.rx.inner_nodeid_mismatch));
       num("acksRcvd", double(s.rx.acks_rcvd));
       num("badAcks", double(s.rx.bad_acks));
       num("finsRcvd", double(s.rx.fins_rcvd));

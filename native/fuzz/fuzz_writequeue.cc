@@ -204,6 +204,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(wq.unacked_frames() == m.unacked.size());
     FUZZ_CHECK(wq.unsent_bytes() == m.unsent);
     FUZZ_CHECK(wq.unsent_bytes() <= wq.held_bytes());
+    // Nothing unsent and nothing unacked: nothing may count against the node's limit.
+    if (wq.unacked_frames() == 0 && wq.unsent_bytes() == 0) FUZZ_CHECK(wq.held_bytes() == 0);
   }
   FUZZ_CHECK(unsent_bytes(wq) == m.stream());
   return 0;

@@ -26,6 +26,9 @@ struct Socket {
   bool outgoing = false;
   std::atomic<bool> dead{false};
   std::atomic<bool> abort{false};  // close with RST (fault injection), no FIN first
+  // Why the receive thread dropped it: 0 the peer closed it (EOF), else an errno;
+  // -1 not known (dropped for another reason).
+  std::atomic<int> close_err{-1};
   // Receive-thread state: the start of a message split across reads (the kernel's
   // rx_leftover_buf): under 4096 bytes, since a whole message is at most 4096.
   std::vector<uint8_t> leftover;
@@ -68,9 +71,13 @@ struct Connection {
   std::atomic<bool> sock_failed{false}; // the receive thread saw the outgoing socket die
   std::atomic<int32_t> assoc_id{0};     // SCTP: the association, 0 when down
   std::atomic<bool> assoc_up{false};
+  // SCTP: why the association went, for the disconnect event: 0 an orderly shutdown by
+  // the peer, else an errno; -1 not known. The send thread takes it.
+  std::atomic<int> assoc_down_err{-1};
 
-  // Send-thread state (tx_state is read by stats() on the JS thread too).
+  // Send-thread state.
   enum class TxState : uint8_t { kIdle, kConnecting, kAuthenticating, kConnected };
+  // Written by the send thread only; atomic because stats() reads it on the JS thread.
   std::atomic<TxState> tx_state{TxState::kIdle};
   std::shared_ptr<Socket> sock;
   bool writable = false;

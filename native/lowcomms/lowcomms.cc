@@ -18,10 +18,23 @@ Lowcomms::~Lowcomms() { stop(); }
 void Lowcomms::emit(Event ev) { sink_->event(std::move(ev)); }
 
 EngineError Lowcomms::bind_error(const SockAddr& a, int e) const {
-  return EngineError{e == EADDRINUSE ? "EADDRINUSE" : e == EADDRNOTAVAIL ? "EADDRNOTAVAIL" : "ERRNO",
-                     "bind " + addr_to_string(a.sa()) + " port " + std::to_string(cfg_.port) + ": " +
-                         std::strerror(e),
-                     e};
+  std::string msg = "bind " + addr_to_string(a.sa()) + " port " + std::to_string(cfg_.port) + ": " +
+                    std::strerror(e);
+  if (e == EACCES) msg += " (a port below net.ipv4.ip_unprivileged_port_start needs CAP_NET_BIND_SERVICE)";
+  return EngineError{e == EADDRINUSE ? "EADDRINUSE" : e == EADDRNOTAVAIL ? "EADDRNOTAVAIL" : e == EACCES ? "EACCES" : "ERRNO",
+                     msg, e};
+}
+
+void Lowcomms::check_mark_allowed(uint32_t nodeid, uint32_t mark) {
+  // A node's mark is set on its sockets by the send and receive threads, where a refusal
+  // could only be ignored: find out now, on a scratch socket, as the cluster mark is.
+  if (mark == 0) return;
+  UniqueFd probe(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!probe) probe.reset(::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (probe && ::setsockopt(probe.get(), SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0 && errno == EPERM)
+    throw EngineError{"EPERM", "mark " + std::to_string(mark) + " of node " + std::to_string(nodeid) +
+                                   ": SO_MARK needs the CAP_NET_ADMIN capability",
+                      EPERM};
 }
 
 void Lowcomms::apply_mark(int fd, uint32_t mark) {
@@ -55,6 +68,7 @@ uint32_t Lowcomms::nodeid_of(const sockaddr* sa) {
 }
 
 void Lowcomms::add_node(uint32_t nodeid, std::vector<SockAddr> addrs, uint32_t mark, bool kernel) {
+  if (running_) check_mark_allowed(nodeid, mark);
   for (auto& a : addrs) a = with_port(a, cfg_.port);
   ConnPtr c;
   {
@@ -403,6 +417,7 @@ void Lowcomms::start() {
                                     std::to_string(cfg_.local_nodeid) + " not in the node table)",
                       0};
   local_ = self->addrs;
+  for (auto& c : all_connections()) check_mark_allowed(c->nodeid, c->mark);
   if (cfg_.transport == Transport::kTcp && local_.size() > 1)
     throw EngineError{"CONFIG", "TCP can't handle multi-homed hosts, use SCTP (local node has " +
                                     std::to_string(local_.size()) + " addresses)",

@@ -141,6 +141,8 @@ class Lowcomms {
   EngineError bind_error(const SockAddr& a, int err) const;
   // SO_MARK: the node's mark, else the cluster's; EPERM names the capability.
   void apply_mark(int fd, uint32_t mark);
+  // Throws EngineError EPERM if this process may not set SO_MARK `mark`.
+  static void check_mark_allowed(uint32_t nodeid, uint32_t mark);
   bool node_quiesced(const Connection& c) const;
 
   // Send thread (threads_tx.cc).
@@ -149,6 +151,7 @@ class Lowcomms {
   void tx_connect(const ConnPtr& c, int64_t now);
   void tx_connected(const ConnPtr& c);
   void tx_lost(const ConnPtr& c, int err, const char* why);
+  void emit_connect_failure(const ConnPtr& c, int err, const char* why);
   void tx_teardown(const ConnPtr& c);
   int64_t tx_next_deadline();
 

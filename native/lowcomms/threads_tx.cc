@@ -85,7 +85,13 @@ void Lowcomms::tx_service(const ConnPtr& c, int64_t now) {
   const bool sctp = cfg_.transport == Transport::kSctp;
   if (c->tx_state != Connection::TxState::kIdle &&
       (c->sock_failed.exchange(false) || (c->sock && c->sock->dead))) {
-    tx_lost(c, ECONNRESET, "connection closed");
+    // Say what the receive thread saw: an orderly close by the peer is not a reset.
+    const int e = sctp ? c->assoc_down_err.exchange(-1) : c->sock ? c->sock->close_err.load() : -1;
+    if (e == 0)
+      tx_lost(c, 0, "closed by peer");
+    else
+      tx_lost(c, e > 0 ? e : ECONNRESET,
+              c->tx_state == Connection::TxState::kConnecting ? "connect" : "connection closed");
   }
 
   bool has_work;
@@ -144,7 +150,10 @@ void Lowcomms::tx_service(const ConnPtr& c, int64_t now) {
       return;
     case Connection::TxState::kConnected:
       if (sctp && c->send_assoc() == 0) {
-        tx_lost(c, ECONNRESET, "association down");
+        if (c->assoc_down_err.exchange(-1) == 0)
+          tx_lost(c, 0, "closed by peer");
+        else
+          tx_lost(c, ECONNRESET, "association down");
         return;
       }
       if (sctp && c->send_assoc() != c->tx_assoc) {
@@ -177,8 +186,7 @@ void Lowcomms::tx_connect(const ConnPtr& c, int64_t now) {
     const int64_t backoff = std::min<int64_t>(int64_t(cfg_.connect_retry_max_ms) * kMs,
                                               100 * kMs << std::min<uint32_t>(c->retries - 1, 4));
     c->retry_at_ns = now + backoff;
-    if (c->retries == 1)
-      emit(Event{"error", c->nodeid, std::string("connect: ") + std::strerror(err), "connect", err});
+    if (c->retries == 1) emit_connect_failure(c, err, "connect");
     return;
   }
   c->tx_state = Connection::TxState::kConnecting;
@@ -193,6 +201,7 @@ void Lowcomms::tx_connect(const ConnPtr& c, int64_t now) {
 void Lowcomms::tx_connected(const ConnPtr& c) {
   c->tx_state = Connection::TxState::kConnected;
   c->tx_assoc = c->send_assoc();
+  c->assoc_down_err = -1;  // a reason left from an earlier association is not this one's
   c->retries = 0;
   c->retry_at_ns = 0;
   c->writable = true;
@@ -240,15 +249,26 @@ void Lowcomms::tx_lost(const ConnPtr& c, int err, const char* why) {
     c->ctr.disconnects++;
     c->retries = 0;
     c->retry_at_ns = now;  // reconnect at once; back off only if that fails
-    emit(Event{"disconnect", c->nodeid, std::string(why) + ": " + std::strerror(err), why, err});
+    emit(Event{"disconnect", c->nodeid, err ? std::string(why) + ": " + std::strerror(err) : std::string(why),
+               why, err});
   } else {
     c->ctr.connect_errors++;
     c->retries++;
     c->retry_at_ns = now + std::min<int64_t>(int64_t(cfg_.connect_retry_max_ms) * kMs,
                                              100 * kMs << std::min<uint32_t>(c->retries - 1, 4));
-    if (c->retries == 1)
-      emit(Event{"error", c->nodeid, std::string(why) + ": " + std::strerror(err), why, err});
+    if (c->retries == 1) emit_connect_failure(c, err, why);
   }
+}
+
+void Lowcomms::emit_connect_failure(const ConnPtr& c, int err, const char* why) {
+  // A peer that is not up yet (refused, no route yet, timed out) is normal in a cluster:
+  // a "connecting" event reports the retrying. Anything else is a fault: "error".
+  const bool not_up = err == ECONNREFUSED || err == ETIMEDOUT || err == EHOSTUNREACH ||
+                      err == ENETUNREACH || err == EHOSTDOWN || err == ECONNRESET ||
+                      err == ECONNABORTED;
+  const bool connecting = not_up && std::strcmp(why, "authentication") != 0;
+  emit(Event{connecting ? "connecting" : "error", c->nodeid,
+             std::string(why) + ": " + std::strerror(err), why, err});
 }
 
 void Lowcomms::tx_teardown(const ConnPtr& c) {

@@ -253,6 +253,10 @@ void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
         c->assoc_up = keep != 0;
         if (!c->handshake) c->sock_failed = true;
       }
+      if (c->send_assoc() == 0 || c->sctp_authed_assoc == id)
+        c->assoc_down_err = ac.sac_state == SCTP_SHUTDOWN_COMP    ? 0
+                            : ac.sac_state == SCTP_CANT_STR_ASSOC ? ECONNREFUSED  // the setup failed
+                                                                  : ECONNRESET;
       if (c->sctp_authed_assoc == id) {
         c->sctp_authed_assoc = 0;
         c->sock_failed = true;
@@ -275,6 +279,7 @@ void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
     case SCTP_SHUTDOWN_EVENT: {
       const int32_t id = sn.sn_shutdown_event.sse_assoc_id;
       if (ConnPtr c = sctp_conn_of_assoc(id); c && c->send_assoc() == id) {
+        c->assoc_down_err = 0;  // the peer is shutting the association down in order
         c->sock_failed = true;
         kick_tx(c);
       }

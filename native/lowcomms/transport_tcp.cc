@@ -107,6 +107,7 @@ void Lowcomms::tcp_read(const std::shared_ptr<Socket>& s) {
       return;
     }
     if (r <= 0) {
+      s->close_err = r == 0 ? 0 : errno;
       rx_drop_socket(s->id, true);
       return;
     }
@@ -146,6 +147,7 @@ void Lowcomms::tcp_read(const std::shared_ptr<Socket>& s) {
       c->ctr.bad_frames++;
       emit(Event{"error", c->nodeid, "malformed frame (bad length): connection closed",
                  "bad_frame", 0});
+      s->close_err = EBADMSG;
       rx_drop_socket(s->id, true);
       return;
     }

@@ -86,6 +86,16 @@ void WriteQueue::trim() {
     head_id_++;
     send_idx_--;
   }
+  // The tail is the entry send() appends to, so it is never popped: once all of it is
+  // sent and acked its bytes are no longer held, and it starts over from its beginning.
+  // (A gathered range of it is unsent until advance(): nothing can still point there.)
+  if (send_idx_ + 1 == entries_.size()) {
+    WriteQueueEntry& t = entries_.back();
+    if (t.end != 0 && t.sent == t.end && t.unacked == 0) {
+      held_ -= t.end;
+      t.sent = t.end = 0;
+    }
+  }
 }
 
 size_t WriteQueue::ack(uint32_t upto, bool* fin_acked) {

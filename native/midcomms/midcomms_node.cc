@@ -98,9 +98,18 @@ RxVerdict MidcommsNode::on_sequenced(const dlm::Decoded& d) {
     stats_.skipped++;
     return v;
   }
-  if (d.inner_cmd != dlm::kFin && pending_++ == 0) consumed_seq_ = seq_next_;
+  const bool fin = d.inner_cmd == dlm::kFin;
+  // As the kernel's receive path: the inner header must name the connection's node too.
+  // Its h_version is not checked there (only the outer one is), so it is not here. Such
+  // a frame uses its sequence number (and is acked) but is not delivered.
+  const bool inner_ok = fin || dlm::read_header(d.inner).nodeid == nodeid_;
+  if (!fin && inner_ok && pending_++ == 0) consumed_seq_ = seq_next_;
   seq_next_++;
-  if (d.inner_cmd == dlm::kFin) return on_fin();
+  if (fin) return on_fin();
+  if (!inner_ok) {
+    stats_.inner_nodeid_mismatch++;
+    return v;
+  }
   stats_.delivered++;
   v.deliver = true;
   v.inner = d.inner;

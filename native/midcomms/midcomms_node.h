@@ -35,6 +35,9 @@ struct MidcommsRxStats {
   uint64_t bad_version = 0;
   uint64_t skipped = 0;
   uint64_t nodeid_mismatch = 0;
+  // Sequenced frames whose inner DLM_MSG/DLM_RCOM names another node (the kernel's
+  // "invalid h_nodeid"): the sequence number is used and acked, the message dropped.
+  uint64_t inner_nodeid_mismatch = 0;
   uint64_t acks_rcvd = 0;
   uint64_t bad_acks = 0;
   uint64_t acks_backwards = 0;  // an ack below one the peer sent before (it restarted?)
