@@ -153,7 +153,7 @@ if (!only || only === 'asan') {
 if (!only || only === 'tsan') {
   console.log('\n=== tsan: ThreadSanitizer build, host suites on TCP ===');
   const files = [...unitFiles.filter((f) => !/cli|uml-harness|nodetable|corosync/.test(f)), ...netFiles.filter((f) => !/soak|auth/.test(f))];
-  results.push(runNodeTests('tsan', files, { LOWCOMMS_TEST_TRANSPORTS: 'tcp', LOWCOMMS_TEST_MESSAGES: '5000', LOWCOMMS_TEST_KILLS: '20' }, ['bash', 'scripts/test-tsan.sh']));
+  results.push(runNodeTests('tsan', files, { LOWCOMMS_TEST_TRANSPORTS: 'tcp', LOWCOMMS_TEST_MESSAGES: '5000', LOWCOMMS_TEST_KILLS: '20', LOWCOMMS_TEST_RESTARTS: '10' }, ['bash', 'scripts/test-tsan.sh']));
 }
 
 // UBSan on SCTP: ASan cannot run in the guest, so the SCTP-only native paths get the
