@@ -12,7 +12,7 @@
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { Lowcomms, type NodeStats, type TransportName } from '../../lib';
 import { dmesg, requireGuest, sh, sleep, waitFor } from '../helpers/guest';
 import { KernelDlm } from '../helpers/kernel-dlm';
@@ -125,6 +125,11 @@ function assertCleanLog(lines: string[], allow?: RegExp): void {
   const bad = lines.filter((l) => BAD.test(l) && !(allow && allow.test(l)));
   assert.deepEqual(bad, [], `kernel log:\n${lines.join('\n')}`);
 }
+
+after(() => {
+  kernel?.unconfigure();
+  kernel?.dispose();
+});
 
 const names = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
 
