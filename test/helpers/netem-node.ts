@@ -54,6 +54,8 @@ async function main(): Promise<void> {
   let sendSeq = 0;
   let nextSeq = 0;
   let received = 0;
+  let dataReceived = 0;
+  let dataExpected = 0;
   let rxBytes = 0;
   let lastRxAt = 0;
   const errors: string[] = [];
@@ -62,11 +64,16 @@ async function main(): Promise<void> {
     if (errors.length < 20) errors.push(e);
   };
 
-  const sendOne = async (kind: number): Promise<void> => {
+  /** Sends the next message, waiting out backpressure until `deadline`; false if it never cleared. */
+  const sendOne = async (kind: number, deadline = Infinity): Promise<boolean> => {
     const seq = sendSeq;
     const size = kind === KIND_DATA ? messageSize(a.nodeid, seq, 24) : PING_SIZE;
-    while (!comms.send(a.peer, { lockspace: seq, cmd: 1, body: body(a.nodeid, seq, size, kind) })) await sleep(2);
+    while (!comms.send(a.peer, { lockspace: seq, cmd: 1, body: body(a.nodeid, seq, size, kind) })) {
+      if (Date.now() > deadline) return false;
+      await sleep(2);
+    }
     sendSeq++;
+    return true;
   };
 
   comms.onMessage((m) => {
@@ -84,7 +91,8 @@ async function main(): Promise<void> {
     if (m.raw.length !== want) fail(`seq ${seq}: size ${m.raw.length}, expected ${want}`);
     for (let i = 5; i < b.length; i++)
       if (b[i] !== ((seq + i * 7 + m.nodeid) & 0xff)) return fail(`seq ${seq}: corrupt byte ${i}`);
-    if (kind === KIND_PING) void sendOne(KIND_PONG);
+    if (kind === KIND_DATA) dataReceived++;
+    else if (kind === KIND_PING) void sendOne(KIND_PONG);
     else if (kind === KIND_PONG) pongWaiter?.(seq);
   });
 
@@ -101,7 +109,12 @@ async function main(): Promise<void> {
     while (Date.now() < deadline && (peerStats().unacked > 0 || peerStats().queuedBytes > 0)) await sleep(10);
     return peerStats().unacked === 0;
   };
-  const waitReceived = async (n: number, ms: number) => {
+  const waitData = async (n: number, ms: number): Promise<boolean> => {
+    const deadline = Date.now() + ms;
+    while (dataReceived < n && Date.now() < deadline) await sleep(5);
+    return dataReceived >= n;
+  };
+  const waitReceived = async (n: number, ms: number): Promise<boolean> => {
     const deadline = Date.now() + ms;
     while (received < n && Date.now() < deadline) await sleep(5);
     return received >= n;
@@ -116,26 +129,37 @@ async function main(): Promise<void> {
     const c = JSON.parse(line) as { cmd: string; count?: number; ms?: number; rate?: number; timeoutMs?: number };
     const timeoutMs = c.timeoutMs ?? Number(process.env.LOWCOMMS_NETEM_TIMEOUT_MS ?? 120_000);
     if (c.cmd === 'stream') {
-      const startRx = received;
-      const startBytes = rxBytes;
+      // Both nodes get the same command at about the same time, and the peer's first
+      // messages may arrive before ours does: the receive side waits for a cumulative
+      // target of data messages, and goodput is measured at the sender (its bytes, until
+      // the peer acked the last of them), so nothing depends on who started first.
+      dataExpected += c.count!;
       const start = Date.now();
-      const sending = (async () => {
-        for (let i = 0; i < c.count!; i++) {
-          await sendOne(KIND_DATA);
-          if (i % 256 === 255) await new Promise<void>((r) => setImmediate(r));
+      const deadline = start + timeoutMs;
+      let bytes = 0;
+      let sent = 0;
+      for (; sent < c.count!; sent++) {
+        const size = messageSize(a.nodeid, sendSeq, 24);
+        if (!(await sendOne(KIND_DATA, deadline))) {
+          fail(`backpressure did not clear within ${timeoutMs} ms (sent ${sent})`);
+          break;
         }
-      })();
-      const ok = await waitReceived(startRx + c.count!, timeoutMs);
-      const rxMs = (lastRxAt || Date.now()) - start;
-      await sending;
-      const acked = await waitAcked(timeoutMs);
-      out({ ok: ok && acked, rxOk: ok, acked, received: received - startRx, bytes: rxBytes - startBytes, ms: rxMs, errors, peer: ok && acked ? undefined : peerStats() });
+        bytes += size;
+        if (sent % 256 === 255) await new Promise<void>((r) => setImmediate(r));
+      }
+      const acked = sent === c.count && (await waitAcked(Math.max(1000, deadline - Date.now())));
+      const ms = Date.now() - start;
+      const rxOk = await waitData(dataExpected, Math.max(1000, deadline - Date.now()));
+      out({ ok: rxOk && acked, rxOk, acked, dataReceived, dataExpected, bytes, ms, errors, peer: rxOk && acked ? undefined : peerStats() });
     } else if (c.cmd === 'ping') {
       const rtts: number[] = [];
       for (let i = 0; i < c.count!; i++) {
         const pong = new Promise<number>((r) => (pongWaiter = r));
         const t = process.hrtime.bigint();
-        await sendOne(KIND_PING);
+        if (!(await sendOne(KIND_PING, Date.now() + 10_000))) {
+          fail(`ping ${i}: backpressure did not clear within 10 s`);
+          break;
+        }
         comms.flush();
         const timed = await Promise.race([pong.then(() => true), sleep(10_000).then(() => false)]);
         if (!timed) {

@@ -56,7 +56,7 @@ export function txBytes(ns: string, dev: string): number {
 
 export interface NodeProc {
   /** Sends a command, resolves with the node's JSON reply. */
-  cmd<T = Record<string, unknown>>(c: object): Promise<T>;
+  cmd<T = Record<string, unknown>>(c: { cmd: string; timeoutMs?: number; [k: string]: unknown }): Promise<T>;
   proc: ChildProcess;
 }
 
@@ -92,17 +92,29 @@ export async function startNode(
       waiting.shift()?.resolve(v);
     }
   });
-  proc.on('exit', (code, sig) => {
+  // 'close', not 'exit': stdout may still hold the last answer when the process exits.
+  proc.on('close', (code, sig) => {
     clearTimeout(watchdog);
     for (const w of waiting.splice(0)) w.reject(new Error(`node ${args.nodeid} in ${ns} exited (${code ?? sig})`));
   });
-  const next = () => new Promise<unknown>((resolve, reject) => waiting.push({ resolve, reject }));
-  const ready = (await next()) as { ready?: boolean };
+  // Every answer is awaited with a deadline: a node that hangs fails the test, not the guest's timeout.
+  const next = (ms: number, what: string) =>
+    new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        proc.kill('SIGKILL');
+        reject(new Error(`node ${args.nodeid} in ${ns}: no answer to ${what} within ${ms} ms`));
+      }, ms);
+      waiting.push({
+        resolve: (v) => (clearTimeout(timer), resolve(v)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      });
+    });
+  const ready = (await next(60_000, 'start')) as { ready?: boolean };
   if (!ready.ready) throw new Error(`node ${args.nodeid} did not start: ${JSON.stringify(ready)}`);
   return {
     proc,
-    cmd<T>(c: object): Promise<T> {
-      const p = next() as Promise<T>;
+    cmd<T>(c: { cmd: string; timeoutMs?: number; [k: string]: unknown }): Promise<T> {
+      const p = next((c.timeoutMs ?? 120_000) * 2 + 30_000, JSON.stringify(c)) as Promise<T>;
       proc.stdin!.write(JSON.stringify(c) + '\n');
       return p;
     },

@@ -4,7 +4,7 @@
  * joins a lockspace and runs recovery with node 2 (test/helpers/mini-dlm.ts answers
  * RCOM STATUS/NAMES and, as directory node, LOOKUPs), takes locks, leaves, and runs the
  * midcomms FIN handshake. Pass criteria come from the kernel's own log and from
- * lowcomms' stats. Then faults on purpose: a frame with a wrong seq, the link cut in
+ * lowcomms' stats. Then faults on purpose: a frame with a wrong seq (both), the link cut in
  * the middle of lock traffic, the connection reset (TCP), and a FIN that never comes
  * back (node 2 gone before the kernel leaves).
  *
@@ -221,31 +221,55 @@ test('kernel DLM peer over tcp: connections reset mid-lock-traffic, midcomms res
   }
 });
 
-test('kernel DLM peer over tcp: a frame with a wrong seq is dropped by the kernel, the session goes on', async () => {
-  const s = await join('tcp');
-  try {
-    assert.deepEqual(await lockAll(s, names('ws', 6)), Array(6).fill(0));
-    // A second connection from node 2's address carrying a lock message with a seq far
-    // ahead of what the kernel expects from node 2: dropped, logged, nothing else.
-    const seq = (s.peer().seqSend + 1000) >>> 0;
-    const inner = message({ nodeid: US.nodeid, lockspace: 0x4c430000 + lsCounter, cmd: 1, body: Buffer.alloc(72) });
-    const frame = opts({ seq, nodeid: US.nodeid, inner });
+/**
+ * Sends `frame` to the kernel on a connection of its own from node 2's address (the
+ * kernel takes it as a second connection of node 2). SCTP through python3 (installed
+ * by setup-system.sh): Node has no SCTP socket.
+ */
+async function inject(transport: TransportName, frame: Buffer): Promise<void> {
+  if (transport === 'tcp') {
     const sock = net.connect({ host: KERNEL.addr, port: PORT, localAddress: US.addr });
     await new Promise<void>((resolve, reject) => sock.once('connect', resolve).once('error', reject));
     await new Promise<void>((r) => sock.write(frame, () => r()));
-    assert.ok(await waitFor(() => s.log().some((l) => l.includes('seq mismatch')), 3000), 'the kernel logged the wrong seq');
-    sock.destroy();
-    assert.deepEqual(await lockAll(s, names('ws2', 6)), Array(6).fill(0), 'locks still granted after the bad frame');
-    const leaveMs = await leave(s);
-    report(s, `tcp wrong seq (leave ${leaveMs} ms)`);
-    const log = s.log();
-    assert.ok(log.some((l) => l.includes(`${s.lsName}: release_lockspace final free`)), log.join('\n'));
-    assertCleanLog(log, /ignore dlm msg because seq mismatch|got EOF/);
-    assert.equal(s.peer().state, 'closed');
-  } finally {
-    await s.comms.close({ timeoutMs: 2000 });
+    await sleep(500);
+    sock.end();
+    return;
   }
-});
+  const py = [
+    'import socket, sys, time',
+    's = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP)',
+    `s.bind(('${US.addr}', 0))`,
+    `s.connect(('${KERNEL.addr}', ${PORT}))`,
+    's.send(bytes.fromhex(sys.argv[1]))',
+    'time.sleep(0.5)',
+    's.close()',
+  ].join('\n');
+  sh('python3', '-c', py, frame.toString('hex'));
+}
+
+for (const transport of ['tcp', 'sctp'] as const) {
+  test(`kernel DLM peer over ${transport}: a frame with a wrong seq is dropped by the kernel, the session goes on`, async () => {
+    const s = await join(transport);
+    try {
+      assert.deepEqual(await lockAll(s, names('ws', 6)), Array(6).fill(0));
+      // A lock message with a seq far ahead of what the kernel expects from node 2.
+      const seq = (s.peer().seqSend + 1000) >>> 0;
+      const inner = message({ nodeid: US.nodeid, lockspace: 0x4c430000 + lsCounter, cmd: 1, body: Buffer.alloc(72) });
+      await inject(transport, opts({ seq, nodeid: US.nodeid, inner }));
+      assert.ok(await waitFor(() => s.log().some((l) => l.includes('seq mismatch')), 3000), 'the kernel logged the wrong seq');
+      assert.deepEqual(await lockAll(s, names('ws2', 6)), Array(6).fill(0), 'locks still granted after the bad frame');
+      const leaveMs = await leave(s);
+      report(s, `${transport} wrong seq (leave ${leaveMs} ms)`);
+      const log = s.log();
+      assert.ok(log.some((l) => l.includes(`${s.lsName}: release_lockspace final free`)), log.join('\n'));
+      assertCleanLog(log, /ignore dlm msg because seq mismatch|got EOF/);
+      assert.deepEqual(s.mini.counts.bad, []);
+      assert.equal(s.peer().state, 'closed');
+    } finally {
+      await s.comms.close({ timeoutMs: 2000 });
+    }
+  });
+}
 
 for (const transport of ['tcp', 'sctp'] as const) {
   // A FIN lost for good (node 2 gone before the kernel leaves) costs 6.1 its whole

@@ -24,11 +24,16 @@ const PROFILES: Array<{ name: string; netem: string[] }> = [
   { name: '1% loss, 2 ms ± 1 ms delay', netem: ['loss', '1%', 'delay', '2ms', '1ms'] },
   { name: '5% loss, reordering (25%, 1 ms delay)', netem: ['loss', '5%', 'delay', '1ms', 'reorder', '25%', '50%'] },
   { name: '0.5% duplication, 10 ms delay', netem: ['duplicate', '0.5%', 'delay', '10ms'] },
+  // Clean again: the guest's CPU, not the link, bounds a clean stream, and a loaded host
+  // makes any one figure noisy; the better of the two clean runs is the reference.
+  { name: 'clean (again)', netem: [] },
 ];
 
+/** bytes/ms: what this node sent in the phase and how long until the peer acked it all. */
 interface StreamReply {
   ok: boolean;
-  received: number;
+  dataReceived: number;
+  dataExpected: number;
   bytes: number;
   ms: number;
   errors: string[];
@@ -56,6 +61,9 @@ for (const transport of (process.env.LOWCOMMS_NETEM_ONLY ? [process.env.LOWCOMMS
     const b = await startNode(t, pair.b, { nodeid: 2, peer: 1, nodes, transport, port });
     const a = await startNode(t, pair.a, { nodeid: 1, peer: 2, nodes, transport, port });
     const [la, lb] = pair.links[0]!;
+    // Warm-up: the connection (association) setup stays out of the clean figures.
+    await Promise.all([a.cmd({ cmd: 'stream', count: 1000, timeoutMs: 60_000 }), b.cmd({ cmd: 'stream', count: 1000, timeoutMs: 60_000 })]);
+    await a.cmd({ cmd: 'ping', count: 10 });
     const rows: Array<{ profile: string; mbps: number; msgs: number; p50: number; p99: number }> = [];
     for (const prof of PROFILES) {
       if (prof.netem.length) {
@@ -65,11 +73,11 @@ for (const transport of (process.env.LOWCOMMS_NETEM_ONLY ? [process.env.LOWCOMMS
         clearQdisc(pair.a, la);
         clearQdisc(pair.b, lb);
       }
-      const [ra, rb] = await Promise.all([a.cmd<StreamReply>({ cmd: 'stream', count: COUNT }), b.cmd<StreamReply>({ cmd: 'stream', count: COUNT })]);
+      const [ra, rb] = await Promise.all([a.cmd<StreamReply>({ cmd: 'stream', count: COUNT, timeoutMs: 60_000 }), b.cmd<StreamReply>({ cmd: 'stream', count: COUNT, timeoutMs: 60_000 })]);
       assert.deepEqual([ra.errors, rb.errors], [[], []], `${prof.name}: every message exactly once, in order, intact`);
       assert.ok(ra.ok && rb.ok, `${prof.name}: both streams complete and acked: ${JSON.stringify([ra, rb])}`);
-      assert.equal(ra.received, COUNT);
-      assert.equal(rb.received, COUNT);
+      assert.equal(ra.dataReceived, ra.dataExpected);
+      assert.equal(rb.dataReceived, rb.dataExpected);
       const ping = await a.cmd<PingReply>({ cmd: 'ping', count: PINGS });
       assert.deepEqual(ping.errors, [], `${prof.name}: ping-pong`);
       assert.ok(ping.ok);
@@ -84,13 +92,16 @@ for (const transport of (process.env.LOWCOMMS_NETEM_ONLY ? [process.env.LOWCOMMS
     }
     clearQdisc(pair.a, la);
     clearQdisc(pair.b, lb);
-    const [ca, cb] = await Promise.all([a.cmd<{ errors: string[]; received: number }>({ cmd: 'close' }), b.cmd<{ errors: string[]; received: number }>({ cmd: 'close' })]);
+    type Closed = { errors: string[]; received: number; sent: number };
+    const [ca, cb] = await Promise.all([a.cmd<Closed>({ cmd: 'close' }), b.cmd<Closed>({ cmd: 'close' })]);
     assert.deepEqual([ca.errors, cb.errors], [[], []]);
-    assert.equal(ca.received, cb.received, 'both nodes received as many as the other sent');
+    assert.equal(ca.received, cb.sent, 'node 1 received every message node 2 sent');
+    assert.equal(cb.received, ca.sent, 'node 2 received every message node 1 sent');
 
-    const clean = rows[0]!;
+    const cleanRows = rows.filter((r) => r.profile.startsWith('clean'));
+    const clean = { mbps: Math.max(...cleanRows.map((r) => r.mbps)), p50: Math.min(...cleanRows.map((r) => r.p50)) };
     const lines = [
-      `lossy links, ${transport}, ${COUNT} messages each way per profile (24-4072 B, mixed), ${PINGS} ping-pongs of 64 B:`,
+      `lossy links, ${transport}, ${COUNT} messages each way per profile (24-4072 B, mixed; goodput = bytes sent both ways / time until the last was acked), ${PINGS} ping-pongs of 64 B:`,
       '| transport | link (netem on both ends) | goodput MB/s (both ways) | msgs/s | vs clean | RTT p50 ms | RTT p99 ms | p50 vs clean |',
       '|---|---|---|---|---|---|---|---|',
       ...rows.map(

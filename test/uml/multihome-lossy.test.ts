@@ -20,9 +20,11 @@ const CONFIGS: Array<{ name: string; sctp: SctpOptions }> = [
   { name: 'no potentially-failed state (pfRetrans = pathMaxRetrans = 2)', sctp: { pfRetrans: 2 } },
 ];
 
+/** bytes/ms: what this node sent in the phase and how long until the peer acked it all. */
 interface StreamReply {
   ok: boolean;
-  received: number;
+  dataReceived: number;
+  dataExpected: number;
   bytes: number;
   ms: number;
   errors: string[];
@@ -48,15 +50,15 @@ test('SCTP multihoming with one lossy path (20% loss): traffic on the good path,
     const a = await startNode(t, pair.a, { nodeid: 1, peer: 2, nodes, transport: 'sctp', port: 21064, options: { sctp: cfg.sctp } });
     const measure = async (label: string) => {
       const before = pair.links.map(([la]) => txBytes(pair.a, la));
-      const [ra, rb] = await Promise.all([a.cmd<StreamReply>({ cmd: 'stream', count: COUNT }), b.cmd<StreamReply>({ cmd: 'stream', count: COUNT })]);
+      const [ra, rb] = await Promise.all([a.cmd<StreamReply>({ cmd: 'stream', count: COUNT, timeoutMs: 60_000 }), b.cmd<StreamReply>({ cmd: 'stream', count: COUNT, timeoutMs: 60_000 })]);
       assert.deepEqual([ra.errors, rb.errors], [[], []], `${label}: exactly once, in order`);
-      assert.ok(ra.ok && rb.ok, `${label}: complete and acked`);
+      assert.ok(ra.ok && rb.ok, `${label}: complete and acked: ${JSON.stringify([ra, rb])}`);
       const after = pair.links.map(([la]) => txBytes(pair.a, la));
       const onPath = after.map((x, i) => x - before[i]!);
       const ms = Math.max(ra.ms, rb.ms);
       return { mbps: (ra.bytes + rb.bytes) / 1e6 / (ms / 1000), share1: onPath[0]! / (onPath[0]! + onPath[1]!) };
     };
-    await Promise.all([a.cmd({ cmd: 'stream', count: 500 }), b.cmd({ cmd: 'stream', count: 500 })]); // warm-up
+    await Promise.all([a.cmd({ cmd: 'stream', count: 500, timeoutMs: 60_000 }), b.cmd({ cmd: 'stream', count: 500, timeoutMs: 60_000 })]); // warm-up
     const clean = await measure(`${cfg.name}, both clean`);
     const [l1a, l1b] = pair.links[0]!;
     setNetem(pair.a, l1a, ['loss', '20%']);
