@@ -9,7 +9,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadModules, sleep, waitFor } from './guest';
+import { loadModules, waitFor } from './guest';
 
 const CONFIG = '/sys/kernel/config';
 const CLUSTER = `${CONFIG}/dlm/cluster`;

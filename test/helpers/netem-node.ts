@@ -57,7 +57,6 @@ async function main(): Promise<void> {
   let dataReceived = 0;
   let dataExpected = 0;
   let rxBytes = 0;
-  let lastRxAt = 0;
   const errors: string[] = [];
   let pongWaiter: ((seq: number) => void) | undefined;
   const fail = (e: string) => {
@@ -79,7 +78,6 @@ async function main(): Promise<void> {
   comms.onMessage((m) => {
     received++;
     rxBytes += m.raw.length;
-    lastRxAt = Date.now();
     const seq = m.lockspace;
     if (m.nodeid !== a.peer) fail(`message from ${m.nodeid}`);
     if (seq !== nextSeq) fail(`seq ${seq}, expected ${nextSeq} (${seq < nextSeq ? 'duplicate' : 'gap'})`);
