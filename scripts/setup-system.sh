@@ -12,7 +12,8 @@ packages=(
 	# build of the addon
 	cmake g++ make python3
 	# scripts/uml-run.sh: the UML kernel and its modules, modprobe/depmod,
-	# ip (lo, netns, veth), setpriv/mount, tail/mktemp
+	# ip (lo, netns, veth), setpriv/mount, tail/mktemp; test/uml also uses tc
+	# (iproute2), dmesg and mount (util-linux) and cc (g++) for test/helpers/dlmdev.c
 	user-mode-linux kmod iproute2 util-linux coreutils
 	# scripts/fuzz.sh: libFuzzer with ASan/UBSan
 	clang libclang-rt-14-dev
