@@ -16,6 +16,10 @@ packages=(
 	user-mode-linux kmod iproute2 util-linux coreutils
 	# scripts/fuzz.sh: libFuzzer with ASan/UBSan
 	clang libclang-rt-14-dev
+	# scripts/prebuilds.sh arm64: the linux-arm64 prebuild, cross-compiled; and
+	# scripts/test-arm64.sh: the arm64 Node and the tests under qemu user emulation,
+	# with the arm64 C and C++ runtime libraries (/usr/aarch64-linux-gnu)
+	g++-aarch64-linux-gnu qemu-user-static libc6-arm64-cross libstdc++6-arm64-cross
 )
 
 check_only=0
