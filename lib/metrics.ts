@@ -167,7 +167,7 @@ export function formatMetrics(stats: LowcommsStats, opts?: MetricsOptions): stri
 /** The content type a /metrics endpoint serves formatMetrics() with. */
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
-/** The parts of prom-client's API that registerMetrics() uses (v13 to v15). */
+/** The parts of prom-client's API that registerMetrics() uses (tested with prom-client 15). */
 export interface PromClientLike<R extends PromRegistryLike = PromRegistryLike> {
   Counter: new (config: PromMetricConfig<R>) => PromMetric;
   Gauge: new (config: PromMetricConfig<R>) => PromMetric;
