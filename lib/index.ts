@@ -8,6 +8,7 @@ export {
   type LowcommsEvents,
   type LowcommsStats,
   type NodeStats,
+  type PathStats,
   type OutgoingMessage,
   type FlushPolicy,
   type SctpOptions,
@@ -17,6 +18,15 @@ export {
 } from './lowcomms';
 export { MessageBatch, type DlmMessage } from './message';
 export { NodeTable, normalizeAddress, MAX_ADDRS_PER_NODE, type NodeConfig, type LoadOptions } from './nodetable';
+export {
+  formatMetrics,
+  registerMetrics,
+  METRICS_CONTENT_TYPE,
+  PATH_STATES,
+  type MetricsOptions,
+  type PromClientLike,
+  type PromRegistryLike,
+} from './metrics';
 export { parseCorosyncConf, parseCorosyncNodelist } from './corosync';
 export { AUTH_KEY_BYTES, AUTH_SCRYPT, deriveAuthKey, type AuthOptions } from './authkey';
 export * from './errors';

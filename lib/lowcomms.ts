@@ -28,6 +28,7 @@ import {
   UnknownNodeError,
 } from './errors';
 import { MessageBatch, type DlmMessage } from './message';
+import { formatMetrics, type MetricsOptions } from './metrics';
 import { NodeTable, type NodeConfig } from './nodetable';
 import { Sender } from './sender';
 import { checkNodesOption, checkOptions, checkOutgoing } from './validate';
@@ -136,6 +137,14 @@ export type OutgoingMessage =
 
 export interface NodeStats extends NativeNodeStats {}
 
+/** SCTP: a peer address (path) and the kernel's last report on it (the 'path' event). */
+export interface PathStats {
+  nodeid: number;
+  address: string;
+  /** available, unreachable, potentially_failed, added, confirmed or primary. */
+  state: string;
+}
+
 export interface LowcommsStats {
   nodeid: number;
   transport: TransportName;
@@ -157,6 +166,8 @@ export interface LowcommsStats {
   /** This instance's incarnation (16 hex digits), chosen at start(); '' before. */
   incarnation: string;
   nodes: NodeStats[];
+  /** SCTP: every path the kernel reported on, with its last state (empty for TCP). */
+  paths: PathStats[];
 }
 
 export interface CloseOptions {
@@ -248,6 +259,8 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
   /** The key's bytes, once start() has them (a passphrase is stretched there). */
   private authKey: Buffer | undefined;
   private readonly kernelMinimums: boolean;
+  /** SCTP path states from 'path' events, by "nodeid address". */
+  private readonly paths = new Map<string, PathStats>();
 
   constructor(opts: LowcommsOptions) {
     super();
@@ -432,6 +445,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     const had = this.nodes.remove(nodeid);
     this.engine?.removeNode(nodeid);
     this.sender?.forget(nodeid);
+    for (const [k, p] of this.paths) if (p.nodeid === nodeid) this.paths.delete(k);
     return had;
   }
 
@@ -487,7 +501,16 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       rxPendingBytes: s?.rxPendingBytes ?? 0,
       incarnation: s?.incarnation ?? '',
       nodes: (s?.nodes ?? []).filter((n) => n.nodeid !== this.nodeid),
+      paths: [...this.paths.values()].map((p) => ({ ...p })),
     };
+  }
+
+  /**
+   * stats() in the Prometheus text exposition format, for a /metrics endpoint (serve it
+   * as METRICS_CONTENT_TYPE). To add the metrics to prom-client instead: registerMetrics().
+   */
+  metrics(opts?: MetricsOptions): string {
+    return formatMetrics(this.stats(), opts);
   }
 
   /**
@@ -730,6 +753,11 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
         this.emit('assoc', { nodeid: ev.nodeid, state: ev.code, address: ev.detail });
         return;
       case 'path':
+        if (ev.nodeid !== 0) {
+          const key = `${ev.nodeid} ${ev.detail}`;
+          if (ev.code === 'removed') this.paths.delete(key);
+          else this.paths.set(key, { nodeid: ev.nodeid, address: ev.detail, state: ev.code });
+        }
         this.emit('path', { nodeid: ev.nodeid, address: ev.detail, state: ev.code });
         return;
       case 'error': {

@@ -6,7 +6,9 @@
 //      tests (test/uml/) again inside user-mode-linux with LOWCOMMS_TEST_TRANSPORTS=sctp.
 //   3. each libFuzzer target for a bounded time; 4. the host suites on TCP against the
 //      ASan + UBSan + LSan build; 5. the same against a ThreadSanitizer build; 6. the SCTP
-//      suites against a UBSan build in the guest (ASan cannot run there).
+//      suites against a UBSan build in the guest (ASan cannot run there); 7. the unit and
+//      TCP suites on the other supported Node versions, and on arm64 (the linux-arm64
+//      prebuild, under qemu); 8. the packed tarball holds and loads both prebuilds.
 // SCTP is never skipped: a run that could not test it fails. The last line is the total
 // as "N passed, N failed", with how many of those tests ran on SCTP.
 import { spawnSync } from 'node:child_process';
@@ -50,12 +52,12 @@ function expectedAtLeast(files) {
  * by not running: a skipped, todo or cancelled test counts as a failure, and so do a run
  * that crashed and a run of fewer tests than its files define (expectedAtLeast).
  */
-function runNodeTests(label, files, env, wrap = []) {
+function runNodeTests(label, files, env, wrap = [], node = process.execPath) {
   if (files.length === 0) return { pass: 0, fail: 0, skipped: 0, todo: 0, cancelled: 0 };
   const tap = path.join(tmp, `${label}.tap`);
   const args = [
     ...wrap,
-    process.execPath,
+    node,
     '--expose-gc', // memory figures after a full GC (soak test)
     '--import',
     'tsx',
@@ -70,7 +72,9 @@ function runNodeTests(label, files, env, wrap = []) {
   const where = wrap.some((w) => w.endsWith('uml-run.sh')) ? ' inside user-mode-linux' : wrap.length ? ` under ${path.basename(wrap[1] ?? wrap[0])}` : '';
   const min = expectedAtLeast(files);
   console.log(`\n=== ${label}: ${files.length} file(s), at least ${min} tests${where} ===`);
-  const r = spawnSync(args[0], args.slice(1), { stdio: 'inherit', env: { ...process.env, ...env } });
+  // A child's `node` is this one too (a wrapper sets its own PATH).
+  const PATH = wrap.length ? process.env.PATH : `${path.dirname(node)}:${process.env.PATH}`;
+  const r = spawnSync(args[0], args.slice(1), { stdio: 'inherit', env: { ...process.env, PATH, ...env } });
   const text = fs.existsSync(tap) ? fs.readFileSync(tap, 'utf8') : '';
   // The summary's last occurrence: a crashed runner may leave a partial report.
   const num = (k) => Number([...text.matchAll(new RegExp(`^# ${k} (\\d+)$`, 'gm'))].at(-1)?.[1] ?? 0);
@@ -168,6 +172,32 @@ if (!only || only === 'ubsan') {
   }
   results.push(r);
   if (sctpCount >= 0) sctpCount += r.pass + r.fail;
+}
+
+// Other Node versions and arm64: the binaries come from the registry's node-linux-*
+// packages (scripts/node-versions.sh, cached). On arm64 everything runs under qemu.
+const nodeBin = (major, arch) => {
+  const r = spawnSync('bash', ['scripts/node-versions.sh', 'path', String(major), arch], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+};
+const failed = (label) => (console.error(`${label}: could not install its Node - counted as a failure`), { pass: 0, fail: 1, skipped: 0, todo: 0, cancelled: 0 });
+const portable = [...unitFiles, ...netFiles].filter((f) => !/uml-harness/.test(f)); // the harness is not Node's
+if (!only || only === 'node-versions') {
+  for (const major of spawnSync('bash', ['scripts/node-versions.sh', 'list'], { encoding: 'utf8' }).stdout.split(/\s+/).filter(Boolean)) {
+    const node = nodeBin(major, 'x64');
+    results.push(node ? runNodeTests(`host-node${major}`, portable, { LOWCOMMS_TEST_TRANSPORTS: 'tcp' }, [], node) : failed(`host-node${major}`));
+  }
+}
+// arm64 leaves out the CLI's benchmarks (3 min emulated, and they measure qemu): the
+// CLI is TypeScript only, tested on every x64 Node above.
+const ARM64_FILES = portable.filter((f) => !/cli\.test/.test(f));
+if (!only || only === 'arm64') {
+  const major = spawnSync('bash', ['scripts/node-versions.sh', 'arm64-major'], { encoding: 'utf8' }).stdout.trim();
+  const node = nodeBin(major, 'arm64');
+  results.push(node ? runNodeTests(`arm64-node${major}`, ARM64_FILES, { LOWCOMMS_TEST_TRANSPORTS: 'tcp' }, ['bash', 'scripts/test-arm64.sh'], node) : failed(`arm64-node${major}`));
+  console.log('\n=== pack: the tarball holds and loads both prebuilds ===');
+  const r = spawnSync('bash', ['scripts/check-pack.sh', '--build'], { stdio: 'inherit' });
+  results.push({ pass: r.status === 0 ? 1 : 0, fail: r.status === 0 ? 0 : 1, skipped: 0, todo: 0, cancelled: 0 });
 }
 
 const total = results.reduce(

@@ -19,6 +19,10 @@ packages=(
 	clang libclang-rt-14-dev
 	# scripts/test-tsan.sh: llvm-symbolizer names our frames in ThreadSanitizer reports
 	llvm-14
+	# scripts/prebuilds.sh arm64: the linux-arm64 prebuild, cross-compiled; and
+	# scripts/test-arm64.sh: the arm64 Node and the tests under qemu user emulation,
+	# with the arm64 C and C++ runtime libraries (/usr/aarch64-linux-gnu)
+	g++-aarch64-linux-gnu qemu-user-static libc6-arm64-cross libstdc++6-arm64-cross
 )
 
 check_only=0

@@ -21,9 +21,17 @@ const nodes = [
 async function main(): Promise<void> {
   const a = JSON.parse(process.argv[2] ?? '{}') as Args;
   const comms = new Lowcomms({ nodeid: a.role === 'a' ? 1 : 2, nodes, transport: 'sctp', port: a.port });
-  const events: Array<{ t: number; type: string; detail: LowcommsEvents['path'][0] | LowcommsEvents['assoc'][0] }> = [];
+  const events: Array<{
+    t: number;
+    type: string;
+    detail: LowcommsEvents['path'][0] | LowcommsEvents['assoc'][0];
+    /** The sctp_path_state series at 1 in metrics() right after the event. */
+    metrics?: string[];
+  }> = [];
   const t0 = Date.now();
-  comms.on('path', (e) => events.push({ t: Date.now() - t0, type: 'path', detail: e }));
+  const pathMetrics = () =>
+    comms.metrics().split('\n').filter((l) => l.startsWith('lowcomms_sctp_path_state{') && l.endsWith('} 1'));
+  comms.on('path', (e) => events.push({ t: Date.now() - t0, type: 'path', detail: e, metrics: pathMetrics() }));
   comms.on('assoc', (e) => events.push({ t: Date.now() - t0, type: 'assoc', detail: e }));
   let received = 0;
   let next = 0;

@@ -21,7 +21,7 @@ interface Report {
   errors: string[];
   maxGapMs: number;
   maxGapAtMs: number;
-  events: Array<{ t: number; type: string; detail: { state: string; address: string } }>;
+  events: Array<{ t: number; type: string; detail: { state: string; address: string }; metrics?: string[] }>;
   flushed: boolean;
   disconnects: number;
 }
@@ -99,6 +99,14 @@ test('SCTP multihoming: a link goes down mid-stream, the association survives, n
     pathEvents.some((e) => ['unreachable', 'potentially_failed'].includes(e.detail.state) && e.detail.address === '10.1.0.2'),
     `path event for 10.1.0.2 reported: ${JSON.stringify(ra.events)}`,
   );
+  // metrics() followed every path event: the path's series at 1 is its new state.
+  const folded = (st: string) => (st === 'unreachable' || st === 'potentially_failed' ? st : 'active');
+  for (const e of pathEvents) {
+    if (e.detail.state === 'removed') continue;
+    const want = `nodeid="2",address="${e.detail.address}",state="${folded(e.detail.state)}"} 1`;
+    assert.ok(e.metrics?.some((l) => l.endsWith(want)), `metrics after ${JSON.stringify(e.detail)}: ${JSON.stringify(e.metrics)}`);
+    assert.equal(e.metrics?.filter((l) => l.includes(`address="${e.detail.address}"`)).length, 1, 'one state per path');
+  }
   const msg =
     `multihoming: link down for ${upAfterMs} ms; longest gap between messages ${rb.maxGapMs} ms ` +
     `(normal spacing ${Math.round(1000 / rate)} ms); path events at A: ` +
