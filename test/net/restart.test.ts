@@ -67,9 +67,11 @@ for (const transport of testTransports()) {
       await cl.start(2); // it connects to the frozen node 1: the handshake waits
       cl.signal(1, 'SIGCONT'); // node 1 now reads the old FIN, then meets the new incarnation
       // Until node 1 meets the new incarnation, node 2 is a node that said FIN: what node 1
-      // sends meanwhile is dropped and reported ('closing'). From then on, nothing is.
+      // sends meanwhile is dropped and reported ('closing'). The new node 2's first messages
+      // bring its connection, and with it the news; from then on, nothing is dropped.
+      await cl.send(2, 1, N);
       await cl.until(() => (cl.read(1, 1).restarts.get(2) ?? 0) === 1, 30_000, "node 1 to see node 2's restart");
-      await Promise.all([cl.send(2, 1, N), cl.send(1, 2, N)]);
+      await cl.send(1, 2, N);
       await cl.until(() => (cl.read(1, 1).got.get('2:2')?.length ?? 0) >= N, 60_000, "node 1 to deliver the new node 2's messages");
       await cl.until(() => (cl.read(2, 2).got.get('1:1')?.length ?? 0) >= N, 60_000, "the new node 2 to get node 1's messages");
       const n2 = (await cl.quiet(1, 10_000)).nodes.find((x) => x.nodeid === 2)!;
