@@ -52,6 +52,7 @@ bool Session::start(uint32_t our_nodeid, uint64_t our_incarnation, bool with_key
   generation++;
   started_ns = now_ns();
   keyed = with_key;
+  my_incarnation = our_incarnation;
   if (!make_nonce(my_nonce)) return false;
   std::memcpy(hello, kHelloMagic, 4);
   dlm::put_le32(hello + 4, our_nodeid);
