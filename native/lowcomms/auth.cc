@@ -75,7 +75,7 @@ Step consume(Session& s, uint32_t peer_nodeid, const uint8_t* buf, size_t len) {
   if (s.state == State::kAwaitHello) {
     if (len < kHelloLen) {
       // A prefix that cannot become a HELLO is refused now, not after kMaxPreAuthBytes.
-      if (std::memcmp(buf, kHelloMagic, len < 4 ? len : 4) != 0) st.bad = Bad::kNotHandshake;
+      if (len && std::memcmp(buf, kHelloMagic, len < 4 ? len : 4) != 0) st.bad = Bad::kNotHandshake;
       return st;
     }
     if (!is_magic(buf, kHelloMagic)) {

@@ -127,9 +127,10 @@ bool Lowcomms::rx_process(Connection& c, uint8_t* data, size_t len, size_t* cons
     res = dlm::split_frames(data, len, [&](const uint8_t* p, size_t flen) {
       const dlm::Decoded d = dlm::decode_frame(p, flen, cfg_.kernel_minimums);
       const RxVerdict v = c.mc.receive(d, c.mc.seq_send());
-      if (v.deliver) {
-        delivered++;
-        // A batch holds few nodes: a linear search finds this node's mark.
+      if (v.deliver) delivered++;
+      if (v.deliver && d.kind == dlm::FrameKind::kSequenced) {
+        // Only sequenced messages are acked, so only they wait for consumption. A batch
+        // holds few nodes: a linear search finds this node's mark.
         const uint32_t epoch = c.mc.epoch();
         auto mark = std::find_if(batch_marks_.begin(), batch_marks_.end(), [&](const ConsumeMark& m) {
           return m.nodeid == c.nodeid && m.epoch == epoch;
@@ -137,6 +138,8 @@ bool Lowcomms::rx_process(Connection& c, uint8_t* data, size_t len, size_t* cons
         if (mark == batch_marks_.end()) mark = batch_marks_.insert(mark, ConsumeMark{c.nodeid, epoch, 0, 0});
         mark->seq_after = c.mc.seq_next();
         mark->count++;
+      }
+      if (v.deliver) {
         Batch& b = *batch_;
         b.index.push_back(c.nodeid);
         b.index.push_back(uint32_t(b.data.size()));
