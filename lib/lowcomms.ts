@@ -476,7 +476,10 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
   /**
    * Forgets a peer's protocol state (sequence numbers, unacked messages) and starts over
    * with it on fresh connections: what a membership manager does when a node restarted
-   * without a clean close. Dropped messages are reported by a 'dropped' event.
+   * without a clean close. Dropped messages are reported by a 'dropped' event. Between
+   * lowcomms nodes a restart is found by the handshake and this is not needed; if it is
+   * called anyway, the peer is shown a new incarnation of ours on the next connection and
+   * starts its side over too (it sees a 'restart' of this node).
    */
   resetNode(nodeid: number): boolean {
     if (!this.nodes.has(nodeid)) throw new UnknownNodeError(nodeid);

@@ -185,16 +185,19 @@ const portable = [...unitFiles, ...netFiles].filter((f) => !/uml-harness/.test(f
 if (!only || only === 'node-versions') {
   for (const major of spawnSync('bash', ['scripts/node-versions.sh', 'list'], { encoding: 'utf8' }).stdout.split(/\s+/).filter(Boolean)) {
     const node = nodeBin(major, 'x64');
-    results.push(node ? runNodeTests(`host-node${major}`, portable, { LOWCOMMS_TEST_TRANSPORTS: 'tcp' }, [], node) : failed(`host-node${major}`));
+    results.push(node ? runNodeTests(`host-node${major}`, portable, { LOWCOMMS_TEST_TRANSPORTS: 'tcp', LOWCOMMS_TEST_RESTARTS: '15' }, [], node) : failed(`host-node${major}`));
   }
 }
 // arm64 leaves out the CLI's benchmarks (3 min emulated, and they measure qemu): the
 // CLI is TypeScript only, tested on every x64 Node above.
-const ARM64_FILES = portable.filter((f) => !/cli\.test/.test(f));
+// contract-native's capability test is left out there too: as nobody (setpriv), the
+// emulated node exits 1 before running any JS under qemu-user; the errno mapping it checks
+// is the same code on both architectures and runs on every x64 Node above.
+const ARM64_FILES = portable.filter((f) => !/cli\.test|contract-native/.test(f));
 if (!only || only === 'arm64') {
   const major = spawnSync('bash', ['scripts/node-versions.sh', 'arm64-major'], { encoding: 'utf8' }).stdout.trim();
   const node = nodeBin(major, 'arm64');
-  results.push(node ? runNodeTests(`arm64-node${major}`, ARM64_FILES, { LOWCOMMS_TEST_TRANSPORTS: 'tcp' }, ['bash', 'scripts/test-arm64.sh'], node) : failed(`arm64-node${major}`));
+  results.push(node ? runNodeTests(`arm64-node${major}`, ARM64_FILES, { LOWCOMMS_TEST_TRANSPORTS: 'tcp', LOWCOMMS_TEST_RESTARTS: '5' }, ['bash', 'scripts/test-arm64.sh'], node) : failed(`arm64-node${major}`));
   console.log('\n=== pack: the tarball holds and loads both prebuilds ===');
   const r = spawnSync('bash', ['scripts/check-pack.sh', '--build'], { stdio: 'inherit' });
   results.push({ pass: r.status === 0 ? 1 : 0, fail: r.status === 0 ? 0 : 1, skipped: 0, todo: 0, cancelled: 0 });

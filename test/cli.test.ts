@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Lowcomms } from '../lib';
+import { aggregateBaselines, aggregateRuns, median, type BenchRun } from '../lib/cli/bench';
 import { nodeList } from './helpers/cluster';
 import { testPort } from './helpers/transports';
 
@@ -24,6 +25,8 @@ test('bench --quick (TCP) writes verified runs and baselines in the JSON schema,
     const r = cli(['bench', '--quick', '--transports', 'tcp', '--sizes', '64,4072', '--duration', '0.5', '--pings', '100', '--json', json, '--html', html]);
     assert.equal(r.status, 0, r.stderr + r.stdout);
     assert.match(r.stdout, /vs netbench/);
+    assert.match(r.stdout, /rtt\/net/);
+    assert.match(r.stdout, /median of 2 repeat/);
     const res = JSON.parse(fs.readFileSync(json, 'utf8')) as {
       host: object;
       runs: Array<Record<string, unknown>>;
@@ -38,8 +41,20 @@ test('bench --quick (TCP) writes verified runs and baselines in the JSON schema,
       assert.equal(run.transport, 'tcp');
       assert.equal(run.kernel, 'host');
       assert.ok((run.msgsPerSec as number) > 0);
+      // --quick: two repeats, medians with their spread.
+      assert.equal(run.repeats, 2);
+      const [lo, hi] = (run.spread as Record<string, [number, number]>).rttP50Us!;
+      assert.ok(lo <= (run.rttP50Us as number) && (run.rttP50Us as number) <= hi, `p50 ${run.rttP50Us} within [${lo}, ${hi}]`);
     }
     assert.ok(res.baselines.some((b) => b.name === 'netbench-concat'));
+    // The round-trip baselines of the same run, at both sizes (4072 is compared with a 4096-byte frame).
+    for (const name of ['net-pingpong', 'c-pingpong'])
+      for (const size of [64, 4096]) {
+        const b = res.baselines.find((x) => x.name === name && x.size === size);
+        assert.ok(b, `${name} ${size} B measured`);
+        assert.ok((b.rttP50Us as number) > 0 && (b.rttP99Us as number) >= (b.rttP50Us as number));
+        assert.equal(b.repeats, 2);
+      }
     const page = fs.readFileSync(html, 'utf8');
     assert.ok(page.includes('<svg') && !/<script[^>]+src=/.test(page), 'charts inline, nothing fetched');
   } finally {
@@ -47,11 +62,35 @@ test('bench --quick (TCP) writes verified runs and baselines in the JSON schema,
   }
 });
 
+test('bench repeats: every figure is the median, the spread min..max, verified only if every repeat was', () => {
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  const run = (rtt: number, msgs: number, verified: boolean): BenchRun => ({
+    transport: 'tcp', kernel: 'host', size: 64, nodes: 2, batching: 'default', auth: false, firstMsgMs: 1,
+    msgsPerSec: msgs, mbPerSec: 1, rttP50Us: rtt, rttP99Us: rtt * 2, rttP999Us: rtt * 3, cpuNsPerMsg: 100,
+    verified, messages: msgs, seconds: 1, repeats: 1, spread: {}, ...(verified ? {} : { error: 'lost one' }),
+  });
+  const [a, ...rest] = aggregateRuns([run(50, 900, true), run(200, 1000, true), run(60, 1100, false)]);
+  assert.equal(rest.length, 0);
+  assert.equal(a!.rttP50Us, 60);
+  assert.equal(a!.msgsPerSec, 1000);
+  assert.deepEqual(a!.spread.rttP50Us, [50, 200]);
+  assert.deepEqual(a!.spread.msgsPerSec, [900, 1100]);
+  assert.equal(a!.repeats, 3);
+  assert.equal(a!.verified, false);
+  assert.equal(a!.error, 'lost one');
+  const b = aggregateBaselines([40, 10, 20].map((rtt) => ({ name: 'c-pingpong' as const, kernel: 'host' as const, size: 64, rttP50Us: rtt, rttP99Us: rtt, repeats: 1, spread: {} })));
+  assert.equal(b.length, 1);
+  assert.equal(b[0]!.rttP50Us, 20);
+  assert.deepEqual(b[0]!.spread.rttP50Us, [10, 40]);
+  assert.equal(b[0]!.msgsPerSec, undefined);
+});
+
 test('bench --auth measures each configuration without and with authentication, side by side', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcomms-cli-'));
   try {
     const json = path.join(dir, 'b.json');
-    const r = cli(['bench', '--transports', 'tcp', '--sizes', '256', '--batching', 'default', '--duration', '0.5', '--pings', '50', '--no-baselines', '--auth', '--json', json]);
+    const r = cli(['bench', '--transports', 'tcp', '--sizes', '256', '--batching', 'default', '--duration', '0.5', '--pings', '50', '--no-baselines', '--auth', '--repeat', '1', '--json', json]);
     assert.equal(r.status, 0, r.stderr + r.stdout);
     assert.match(r.stdout, /auth\/off msgs\/s/);
     const res = JSON.parse(fs.readFileSync(json, 'utf8')) as { runs: Array<{ auth: boolean; verified: boolean; firstMsgMs: number; msgsPerSec: number }> };

@@ -4,9 +4,14 @@
  *   application batching 256 messages per write with Buffer.concat, framed by the same
  *   16-byte header, NODELAY (the logic of the team's baseline/netbench.mjs);
  * - rawtcp: a C program close to the loopback limit (lib/cli/rawtcp.c), when a C
- *   compiler is present.
+ *   compiler is present;
+ * - net-pingpong: the round trip a Node user gets from node:net: this process writes one
+ *   framed message, an echo server in a child process (`lowcomms __net-echo`) writes it
+ *   back, NODELAY on both sides;
+ * - c-pingpong: the same between two C processes with blocking read/write
+ *   (lib/cli/pingpong.c, compiled on the spot like rawtcp).
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, fork, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -75,20 +80,113 @@ export function netbenchConcat(size: number, count: number): Promise<BaselineRes
   });
 }
 
-let rawtcpBinary: string | null | undefined;
+const compiled = new Map<string, string | null>();
 
-/** Compiles lib/cli/rawtcp.c once (null when there is no C compiler). */
-export function rawtcpPath(packageRoot: string): string | null {
-  if (rawtcpBinary !== undefined) return rawtcpBinary;
-  const src = path.join(packageRoot, 'lib', 'cli', 'rawtcp.c');
-  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'lowcomms-rawtcp-')), 'rawtcp');
+/** Compiles lib/cli/NAME.c once per process (null when there is no C compiler). */
+function compileC(packageRoot: string, name: string): string | null {
+  if (compiled.has(name)) return compiled.get(name)!;
+  const src = path.join(packageRoot, 'lib', 'cli', `${name}.c`);
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), `lowcomms-${name}-`)), name);
+  let bin: string | null = null;
   try {
     execFileSync('cc', ['-O2', '-pthread', '-o', out, src], { stdio: 'ignore' });
-    rawtcpBinary = out;
+    bin = out;
   } catch {
-    rawtcpBinary = null;
+    bin = null;
   }
-  return rawtcpBinary;
+  compiled.set(name, bin);
+  return bin;
+}
+
+export const rawtcpPath = (packageRoot: string): string | null => compileC(packageRoot, 'rawtcp');
+export const pingpongPath = (packageRoot: string): string | null => compileC(packageRoot, 'pingpong');
+
+export interface PingBaselineResult {
+  name: 'net-pingpong' | 'c-pingpong';
+  size: number;
+  count: number;
+  rttP50Us: number;
+  rttP99Us: number;
+}
+
+const pctOf = (sorted: number[], p: number) =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]! : 0;
+
+/** Two C processes, blocking read/write: the loopback round-trip floor. */
+export function cPingpong(binary: string, size: number, count: number): Promise<PingBaselineResult> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(binary, [String(size), String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.on('error', reject);
+    p.on('exit', (code) => {
+      const m = out.match(/p50=([\d.]+) p99=([\d.]+)/);
+      if (code !== 0 || !m) return reject(new Error(`pingpong exited ${code}: ${out}`));
+      resolve({ name: 'c-pingpong', size, count, rttP50Us: Number(m[1]), rttP99Us: Number(m[2]) });
+    });
+  });
+}
+
+/** The echo side of net-pingpong, in its own process: every whole frame goes straight back. */
+export function netEchoMain(): void {
+  const HDR = 16;
+  const server = net.createServer((sock) => {
+    sock.setNoDelay(true);
+    let pending: Buffer = Buffer.alloc(0);
+    sock.on('data', (chunk: Buffer) => {
+      const buf = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+      let off = 0;
+      while (buf.length - off >= HDR) {
+        const len = buf.readUInt16LE(off + 12);
+        if (buf.length - off < len) break;
+        sock.write(buf.subarray(off, off + len));
+        off += len;
+      }
+      pending = buf.subarray(off);
+    });
+    sock.on('error', () => undefined);
+  });
+  server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as net.AddressInfo).port }));
+  process.on('disconnect', () => process.exit(0));
+}
+
+/** node:net ping-pong against an echo server in a child process (`main __net-echo`). */
+export function netPingpong(main: string, size: number, count: number): Promise<PingBaselineResult> {
+  return new Promise((resolve, reject) => {
+    const child = fork(main, ['__net-echo'], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const done = (err: Error | null, r?: PingBaselineResult) => {
+      child.kill('SIGKILL');
+      if (err) reject(err);
+      else resolve(r!);
+    };
+    child.on('error', (e) => done(e));
+    child.once('message', (m: { port: number }) => {
+      const sock = net.connect(m.port, '127.0.0.1', () => {
+        sock.setNoDelay(true);
+        const msg = Buffer.alloc(size);
+        msg.writeUInt16LE(size, 12);
+        const rtts: number[] = [];
+        let got = 0;
+        let t0 = 0;
+        const ping = () => {
+          got = 0;
+          t0 = performance.now();
+          sock.write(msg);
+        };
+        sock.on('data', (chunk: Buffer) => {
+          got += chunk.length;
+          if (got < size) return;
+          rtts.push((performance.now() - t0) * 1000);
+          if (rtts.length < count) return ping();
+          sock.destroy();
+          rtts.sort((a, b) => a - b);
+          done(null, { name: 'net-pingpong', size, count, rttP50Us: pctOf(rtts, 50), rttP99Us: pctOf(rtts, 99) });
+        });
+        ping();
+      });
+      sock.on('error', (e) => done(e));
+    });
+  });
 }
 
 export function rawtcp(binary: string, size: number, count: number): Promise<BaselineResult> {

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadBinding } from '../../binding';
 import type { LowcommsOptions, TransportName } from '../lowcomms';
-import { netbenchConcat, rawtcp, rawtcpPath, type BaselineResult } from './baselines';
+import { cPingpong, netbenchConcat, netPingpong, pingpongPath, rawtcp, rawtcpPath, type BaselineResult } from './baselines';
 import type { NodeRequest, PingReport, SinkReport, StreamReport } from './bench-node';
 
 export type Batching = 'default' | 'immediate';
@@ -30,7 +30,13 @@ export interface BenchOptions {
   inner: boolean;
   /** Measure peer authentication's cost: every run twice, without and with it, side by side. */
   auth: boolean;
+  /** Every measurement this many times (baselines included, interleaved); figures are medians. */
+  repeat: number;
 }
+
+/** The figures whose min..max over the repeats is kept beside the median. */
+export type SpreadKey = 'msgsPerSec' | 'rttP50Us' | 'rttP99Us' | 'cpuNsPerMsg';
+export type Spread = Partial<Record<SpreadKey, [number, number]>>;
 
 export interface BenchRun {
   transport: TransportName;
@@ -51,14 +57,88 @@ export interface BenchRun {
   verified: boolean;
   messages: number;
   seconds: number;
+  /** How many times this configuration was measured; every figure above is their median. */
+  repeats: number;
+  /** min..max over the repeats. */
+  spread: Spread;
   error?: string;
 }
 
 export interface BenchBaseline {
-  name: 'netbench-concat' | 'rawtcp';
+  /** Throughput: netbench-concat, rawtcp. Round trip: net-pingpong, c-pingpong. */
+  name: 'netbench-concat' | 'rawtcp' | 'net-pingpong' | 'c-pingpong';
+  /** Frame size on the wire (the 4072-byte DLM message is compared with a 4096-byte frame). */
   size: number;
-  msgsPerSec: number;
+  msgsPerSec?: number;
+  rttP50Us?: number;
+  rttP99Us?: number;
   kernel: 'host' | 'uml';
+  repeats: number;
+  spread: Spread;
+}
+
+/** Median of the values (the mean of the middle two for an even count). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (!s.length) return 0;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function spreadOf<T extends Partial<Record<SpreadKey, number>>>(samples: T[]): Spread {
+  const out: Spread = {};
+  for (const k of ['msgsPerSec', 'rttP50Us', 'rttP99Us', 'cpuNsPerMsg'] as const) {
+    const v = samples.map((x) => x[k]).filter((x): x is number => typeof x === 'number');
+    if (v.length === samples.length && v.length) out[k] = [Math.min(...v), Math.max(...v)];
+  }
+  return out;
+}
+
+/** One run per configuration out of the repeats: medians, their spread, verified by all. */
+export function aggregateRuns(samples: BenchRun[]): BenchRun[] {
+  const groups = new Map<string, BenchRun[]>();
+  for (const r of samples) {
+    const k = [r.transport, r.kernel, r.size, r.nodes, r.batching, r.auth].join('/');
+    groups.set(k, [...(groups.get(k) ?? []), r]);
+  }
+  return [...groups.values()].map((g) => {
+    const med = (f: (r: BenchRun) => number, digits = 0) => Number(median(g.map(f)).toFixed(digits));
+    const run: BenchRun = {
+      ...g[0]!,
+      firstMsgMs: med((r) => r.firstMsgMs, 2),
+      msgsPerSec: med((r) => r.msgsPerSec),
+      mbPerSec: med((r) => r.mbPerSec, 1),
+      rttP50Us: med((r) => r.rttP50Us),
+      rttP99Us: med((r) => r.rttP99Us),
+      rttP999Us: med((r) => r.rttP999Us),
+      cpuNsPerMsg: med((r) => r.cpuNsPerMsg),
+      messages: med((r) => r.messages),
+      seconds: med((r) => r.seconds, 3),
+      verified: g.every((r) => r.verified),
+      repeats: g.length,
+      spread: spreadOf(g),
+    };
+    const errors = g.filter((r) => r.error).map((r) => r.error);
+    if (errors.length) run.error = errors.join('; ');
+    else delete run.error;
+    return run;
+  });
+}
+
+export function aggregateBaselines(samples: BenchBaseline[]): BenchBaseline[] {
+  const groups = new Map<string, BenchBaseline[]>();
+  for (const b of samples) {
+    const k = [b.name, b.kernel, b.size].join('/');
+    groups.set(k, [...(groups.get(k) ?? []), b]);
+  }
+  return [...groups.values()].map((g) => {
+    const b: BenchBaseline = { ...g[0]!, repeats: g.length, spread: spreadOf(g) };
+    for (const k of ['msgsPerSec', 'rttP50Us', 'rttP99Us'] as const) {
+      const v = g.map((x) => x[k]).filter((x): x is number => typeof x === 'number');
+      if (v.length) b[k] = k === 'msgsPerSec' ? Math.round(median(v)) : Number(median(v).toFixed(1));
+    }
+    return b;
+  });
 }
 
 export interface BenchResult {
@@ -219,6 +299,8 @@ async function benchTransport(
           verified,
           messages: received,
           seconds: Number(secs.toFixed(3)),
+          repeats: 1,
+          spread: {},
         };
         if (!verified) {
           const first = reps.find((r) => r.firstError)?.firstError;
@@ -233,9 +315,18 @@ async function benchTransport(
   return runs;
 }
 
-async function runBaselines(o: BenchOptions, kernel: 'host' | 'uml', progress: Progress, counts: Map<number, number>): Promise<BenchBaseline[]> {
+async function runBaselines(
+  o: BenchOptions,
+  kernel: 'host' | 'uml',
+  progress: Progress,
+  counts: Map<number, number>,
+  main: string,
+): Promise<BenchBaseline[]> {
   const out: BenchBaseline[] = [];
-  const bin = rawtcpPath(packageRoot());
+  const root = packageRoot();
+  const bin = rawtcpPath(root);
+  const pp = pingpongPath(root);
+  const one = { kernel, repeats: 1, spread: {} };
   for (const appSize of o.sizes) {
     // As many messages as lowcomms moved in its run, within reason.
     const count = Math.max(20_000, Math.min(counts.get(appSize) ?? 200_000, 5_000_000));
@@ -243,11 +334,20 @@ async function runBaselines(o: BenchOptions, kernel: 'host' | 'uml', progress: P
     const size = appSize === 4072 ? 4096 : appSize;
     progress.step(`baseline netbench-concat ${size} B`);
     const nb: BaselineResult = await netbenchConcat(size, count);
-    out.push({ name: nb.name, size, msgsPerSec: Math.round(nb.msgsPerSec), kernel });
+    out.push({ name: nb.name, size, msgsPerSec: Math.round(nb.msgsPerSec), ...one });
     if (bin) {
       progress.step(`baseline rawtcp ${size} B`);
       const rt = await rawtcp(bin, size, count);
-      out.push({ name: rt.name, size, msgsPerSec: Math.round(rt.msgsPerSec), kernel });
+      out.push({ name: rt.name, size, msgsPerSec: Math.round(rt.msgsPerSec), ...one });
+    }
+    // Round trips: as many as lowcomms' own ping-pong makes.
+    progress.step(`baseline net-pingpong ${size} B`);
+    const np = await netPingpong(main, size, o.pings);
+    out.push({ name: np.name, size, rttP50Us: np.rttP50Us, rttP99Us: np.rttP99Us, ...one });
+    if (pp) {
+      progress.step(`baseline c-pingpong ${size} B`);
+      const cp = await cPingpong(pp, size, o.pings);
+      out.push({ name: cp.name, size, rttP50Us: cp.rttP50Us, rttP99Us: cp.rttP99Us, ...one });
     }
   }
   return out;
@@ -278,6 +378,8 @@ function runInUml(o: BenchOptions, transports: TransportName[], progress: Progre
     String(o.seconds),
     '--pings',
     String(Math.max(50, Math.floor(o.pings / 4))),
+    '--repeat',
+    String(o.repeat),
     ...(o.baselines ? [] : ['--no-baselines']),
     ...(o.auth ? ['--auth'] : []),
   ];
@@ -303,7 +405,7 @@ export async function runBench(o: BenchOptions, progress: Progress, main: string
   const wantUml = !o.inner && o.uml && !hostSctp && o.transports.includes('sctp');
   const modes = o.auth ? [false, true] : [false];
   const perTransport = o.sizes.length * (o.batchings.length + 1) * modes.length;
-  progress.start(local.length * perTransport + (o.baselines ? o.sizes.length * 2 : 0) + (wantUml ? 1 : 0));
+  progress.start(o.repeat * (local.length * perTransport + (o.baselines ? o.sizes.length * 4 : 0)) + (wantUml ? 1 : 0));
 
   const result: BenchResult = {
     host: {
@@ -318,6 +420,11 @@ export async function runBench(o: BenchOptions, progress: Progress, main: string
     settings: {
       seconds: o.seconds,
       pings: o.pings,
+      repeat: o.repeat,
+      figures: `median of ${o.repeat} repeat(s), each of every run and baseline in turn; spread = min..max`,
+      pingpong:
+        'lowcomms: send()+flush() of one message, awaiting the echo from node 2 (a JS handler); ' +
+        'net-pingpong: node:net client here, echo server in a child process; c-pingpong: two C processes, blocking read/write; all TCP NODELAY on loopback',
       sctp: SCTP_SETTINGS,
       batching: {
         default: "library default: flush 'immediate' after each tick's send() run (staged, coalesced)",
@@ -329,12 +436,21 @@ export async function runBench(o: BenchOptions, progress: Progress, main: string
     runs: [],
     baselines: [],
   };
-  for (const t of local) for (const auth of modes) result.runs.push(...(await benchTransport(main, t, kernel, o, progress, auth)));
-  if (o.baselines) {
-    const counts = new Map<number, number>();
-    for (const r of result.runs) counts.set(r.size, Math.max(counts.get(r.size) ?? 0, r.messages));
-    result.baselines.push(...(await runBaselines(o, kernel, progress, counts)));
+  // Repeats interleave lowcomms and the baselines, so a noisy minute hits every figure alike.
+  const runs: BenchRun[] = [];
+  const baselines: BenchBaseline[] = [];
+  const counts = new Map<number, number>();
+  for (let rep = 0; rep < o.repeat; rep++) {
+    const these: BenchRun[] = [];
+    for (const t of local) for (const auth of modes) these.push(...(await benchTransport(main, t, kernel, o, progress, auth)));
+    runs.push(...these);
+    if (o.baselines) {
+      if (rep === 0) for (const r of these) counts.set(r.size, Math.max(counts.get(r.size) ?? 0, r.messages));
+      baselines.push(...(await runBaselines(o, kernel, progress, counts, main)));
+    }
   }
+  result.runs.push(...aggregateRuns(runs));
+  result.baselines.push(...aggregateBaselines(baselines));
   if (wantUml) {
     const inner = await runInUml(o, ['tcp', 'sctp'], progress, main);
     result.runs.push(...inner.runs);

@@ -12,6 +12,7 @@ import { AUTH_KEY_BYTES } from '../authkey';
 import { loadBinding } from '../../binding';
 import type { TransportName } from '../lowcomms';
 import { killChildren, runBench, SCTP_SETTINGS, type Batching, type BenchOptions, type Progress } from './bench';
+import { netEchoMain } from './baselines';
 import { benchNodeMain } from './bench-node';
 import { renderHtml, renderTable } from './report';
 import { runStatus, STATUS_DEFAULT_PORT } from './status';
@@ -30,7 +31,10 @@ commands:
   help              this text
 
 bench options:
-  --quick               small matrix, under a minute (64 and 4072 bytes, short runs)
+  --quick               small matrix, under a minute (64 and 4072 bytes, short runs,
+                        2 repeats unless --repeat says otherwise)
+  --repeat N            measure everything N times, interleaved (default 3); every
+                        figure is the median, with the spread (min..max) beside it
   --duration S          seconds per throughput run (default 3; --quick 1)
   --sizes LIST          message sizes in bytes, 16..4072 (default 64,256,1024,4072)
   --transports LIST     tcp,sctp (default both; SCTP in user-mode-linux if the kernel lacks it)
@@ -42,7 +46,8 @@ bench options:
   --html FILE           write a self-contained page with charts
   --no-uml              skip SCTP when the kernel has none, instead of using user-mode-linux
                         (the report says so)
-  --no-baselines        skip the node:net and C baselines
+  --no-baselines        skip the node:net and C baselines (throughput: netbench-concat,
+                        rawtcp; round trip: net-pingpong, c-pingpong)
   --auth                run each configuration without and with peer authentication,
                         side by side (its cost: msgs/s ratio, first message ms)
 
@@ -90,6 +95,7 @@ async function bench(argv: string[]): Promise<number> {
       batching: { type: 'string' },
       nodes: { type: 'string' },
       pings: { type: 'string' },
+      repeat: { type: 'string' },
       json: { type: 'string' },
       html: { type: 'string' },
       'no-uml': { type: 'boolean' },
@@ -118,7 +124,9 @@ async function bench(argv: string[]): Promise<number> {
     baselines: !values['no-baselines'],
     inner: values.inner ?? false,
     auth: values.auth ?? false,
+    repeat: Number(values.repeat ?? (quick ? 2 : 3)),
   };
+  if (!Number.isInteger(o.repeat) || o.repeat < 1 || o.repeat > 50) fail('--repeat must be 1..50');
   if (!(o.seconds > 0 && o.seconds <= 600)) fail('--duration must be 0..600 seconds');
   const interactive = !o.inner && process.stderr.isTTY === true;
   // Without SCTP here and without user-mode-linux, SCTP is not measured: say so up front.
@@ -129,7 +137,9 @@ async function bench(argv: string[]): Promise<number> {
   const measured = sctpSkipped ? transports.filter((t) => t !== 'sctp') : transports;
   if (measured.length === 0) fail(sctpSkipped ?? 'no transport to measure');
   if (!o.inner)
-    console.error(`lowcomms bench: ${sizes.join(',')} B x ${measured.join('+')} x ${batchings.join('+')}, ${o.seconds} s per run`);
+    console.error(
+      `lowcomms bench: ${sizes.join(',')} B x ${measured.join('+')} x ${batchings.join('+')}, ${o.seconds} s per run, median of ${o.repeat}`,
+    );
   if (sctpSkipped) console.error(`lowcomms bench: ${sctpSkipped}`);
   const result = await runBench(o, progressBar(interactive), __filename);
   if (values.json) fs.writeFileSync(values.json, JSON.stringify(result, null, 2));
@@ -213,6 +223,7 @@ function packageRoot(): string {
 async function main(): Promise<void> {
   const [cmd, ...rest] = process.argv.slice(2);
   if (cmd === '__bench-node') return benchNodeMain();
+  if (cmd === '__net-echo') return netEchoMain();
   const stop = () => {
     killChildren();
     process.exit(130);

@@ -4,15 +4,24 @@
  * offline HTML page with vega-lite charts rendered to inline SVG.
  */
 import Table from 'cli-table3';
-import type { BenchResult, BenchRun } from './bench';
+import type { BenchBaseline, BenchResult, BenchRun } from './bench';
 
 const fmt = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : String(n));
 const ratio = (a: number, b: number | undefined) => (b ? `${(a / b).toFixed(2)}x` : '-');
+/** A median with its spread over the repeats: "10.5M [10.1M-11.0M]". */
+const withSpread = (v: number, s: [number, number] | undefined, f: (n: number) => string = String) =>
+  s && s[0] !== s[1] ? `${f(v)} [${f(s[0])}-${f(s[1])}]` : f(v);
 
-function baselineOf(r: BenchResult, name: string, run: BenchRun): number | undefined {
+function baselineOf(r: BenchResult, name: BenchBaseline['name'], run: BenchRun, key: 'msgsPerSec' | 'rttP50Us' = 'msgsPerSec'): number | undefined {
   // rawtcp/netbench frame 16..65535; a 4072-byte DLM message is compared with 4096.
-  return r.baselines.find((b) => b.name === name && b.kernel === run.kernel && Math.abs(b.size - run.size) <= 24)?.msgsPerSec;
+  return r.baselines.find((b) => b.name === name && b.kernel === run.kernel && Math.abs(b.size - run.size) <= 24)?.[key];
 }
+
+/** lowcomms' round trip over a baseline's: above 1 is slower. */
+const rttRatio = (r: BenchResult, name: BenchBaseline['name'], run: BenchRun) => {
+  const b = baselineOf(r, name, run, 'rttP50Us');
+  return b ? `${(run.rttP50Us / b).toFixed(2)}x` : '-';
+};
 
 function tcpTwin(r: BenchResult, run: BenchRun): BenchRun | undefined {
   return r.runs.find(
@@ -36,12 +45,15 @@ export function renderTable(r: BenchResult): string {
       'size',
       'batching',
       ...(withAuth ? ['auth', 'auth/off msgs/s', 'first msg ms'] : []),
-      'msgs/s',
+      'msgs/s [min-max]',
       'MB/s',
-      'rtt p50/p99/p99.9 µs',
-      'cpu ns/msg',
+      'rtt p50 µs [min-max]',
+      'rtt p99/p99.9 µs',
+      'cpu ns/msg [min-max]',
       'vs netbench',
       'vs rawtcp',
+      'rtt/net',
+      'rtt/C',
       'sctp/tcp',
       'verified',
     ],
@@ -56,19 +68,34 @@ export function renderTable(r: BenchResult): string {
       run.size,
       run.batching,
       ...(withAuth ? [run.auth ? 'on' : 'off', plain ? ratio(run.msgsPerSec, plain.msgsPerSec) : '', run.firstMsgMs ?? ''] : []),
-      fmt(run.msgsPerSec),
+      withSpread(run.msgsPerSec, run.spread?.msgsPerSec, fmt),
       run.mbPerSec,
-      `${run.rttP50Us}/${run.rttP99Us}/${run.rttP999Us}`,
-      run.cpuNsPerMsg,
+      withSpread(run.rttP50Us, run.spread?.rttP50Us),
+      `${run.rttP99Us}/${run.rttP999Us}`,
+      withSpread(run.cpuNsPerMsg, run.spread?.cpuNsPerMsg),
       ratio(run.msgsPerSec, baselineOf(r, 'netbench-concat', run)),
       ratio(run.msgsPerSec, baselineOf(r, 'rawtcp', run)),
+      rttRatio(r, 'net-pingpong', run),
+      rttRatio(r, 'c-pingpong', run),
       twin ? ratio(run.msgsPerSec, twin.msgsPerSec) : '',
       run.verified ? 'yes' : `NO: ${run.error ?? ''}`,
     ]);
   }
-  const b = new Table({ head: ['baseline', 'kernel', 'size', 'msgs/s'], style: { head: [], border: [] } });
-  for (const x of r.baselines) b.push([x.name, x.kernel, x.size, fmt(x.msgsPerSec)]);
-  return `${t.toString()}\n${r.baselines.length ? b.toString() : ''}`;
+  const b = new Table({ head: ['baseline', 'kernel', 'size', 'msgs/s [min-max]', 'rtt p50 µs [min-max]', 'rtt p99 µs', 'repeats'], style: { head: [], border: [] } });
+  const us = (n: number) => n.toFixed(1);
+  for (const x of r.baselines)
+    b.push([
+      x.name,
+      x.kernel,
+      x.size,
+      x.msgsPerSec !== undefined ? withSpread(x.msgsPerSec, x.spread?.msgsPerSec, fmt) : '',
+      x.rttP50Us !== undefined ? withSpread(x.rttP50Us, x.spread?.rttP50Us, us) : '',
+      x.rttP99Us !== undefined ? us(x.rttP99Us) : '',
+      x.repeats ?? 1,
+    ]);
+  const reps = r.runs[0]?.repeats ?? 1;
+  const note = `Every figure is the median of ${reps} repeat(s) in this run, [min-max] their spread; rtt/net and rtt/C: lowcomms' ping-pong p50 over node:net's and C's, same size, same run (above 1 = slower).`;
+  return `${t.toString()}\n${r.baselines.length ? b.toString() : ''}\n${note}`;
 }
 
 async function svg(spec: object): Promise<string> {
@@ -85,7 +112,8 @@ export async function renderHtml(r: BenchResult): Promise<string> {
   const thr = r.runs.map((run) => ({ series: series(run), kernel: run.kernel, size: run.size, msgsPerSec: run.msgsPerSec }));
   // Baselines of the 4096-byte frame sit with the 4072-byte message they compare with.
   for (const b of r.baselines)
-    thr.push({ series: b.name, kernel: b.kernel, size: b.size === 4096 ? 4072 : b.size, msgsPerSec: b.msgsPerSec });
+    if (b.msgsPerSec !== undefined)
+      thr.push({ series: b.name, kernel: b.kernel, size: b.size === 4096 ? 4072 : b.size, msgsPerSec: b.msgsPerSec });
   const lat = r.runs
     .filter((run) => run.batching === 'default')
     .flatMap((run) => [
@@ -93,6 +121,13 @@ export async function renderHtml(r: BenchResult): Promise<string> {
       { series: `${run.transport} (${run.kernel})`, size: run.size, percentile: 'p99', us: run.rttP99Us },
       { series: `${run.transport} (${run.kernel})`, size: run.size, percentile: 'p99.9', us: run.rttP999Us },
     ]);
+  // The round-trip baselines of the same run, beside lowcomms (p50 and p99).
+  for (const b of r.baselines)
+    if (b.rttP50Us !== undefined) {
+      const size = b.size === 4096 ? 4072 : b.size;
+      lat.push({ series: `${b.name} (${b.kernel})`, size, percentile: 'p50', us: b.rttP50Us });
+      lat.push({ series: `${b.name} (${b.kernel})`, size, percentile: 'p99', us: b.rttP99Us ?? 0 });
+    }
   // One panel per size, each with its own scale: sizes differ by orders of magnitude.
   const throughput = await svg({
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',

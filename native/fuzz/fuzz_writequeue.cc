@@ -1,11 +1,17 @@
-// The send side: an arbitrary sequence of reserve (sequenced frames, FINs, plain ACKs),
-// partial sends, cumulative acks anywhere in the 32-bit sequence space, forget_unacked
-// (midcomms reset), reconnects (rewind) and resets, against a model that holds every
-// frame's bytes. After every op the queue's unsent byte count equals the model's; after
-// every rewind (and at the end) the unsent bytes are exactly the model's: an optional ACK,
-// the unacked frames the old socket took, then every frame never sent (sequenced ones
-// only while unacked), byte for byte. Sequence numbers start where the input says, so
-// inputs cross the 2^32 wrap.
+// The send side: an arbitrary sequence of reserve (sequenced frames, FINs, plain ACKs,
+// plain unwrapped messages), partial sends, cumulative acks anywhere in the 32-bit
+// sequence space, forget_unacked (midcomms reset), reconnects (rewind), new sessions
+// (the peer restarted: new_session) and resets, against a model that holds every frame's
+// bytes and whether some socket ever took it. After every op the queue's unsent byte
+// count equals the model's; after every rewind and new session (and at the end) the
+// unsent bytes are exactly the model's, byte for byte. Rewind: an optional ACK, the
+// unacked frames the old socket took, then every frame never sent (sequenced ones only
+// while unacked; queued ACKs only without the fresh ACK in front). New session: the
+// unacked frames never taken by any socket (not FINs), renumbered from the new first
+// sequence number in their order, with the plain messages between them; nothing a socket
+// ever took, nothing acked or forgotten, no ACK, no FIN. A send gathered before a new
+// session or reset still reads the old bytes and advances nothing. Sequence numbers
+// start where the input says, so inputs cross the 2^32 wrap.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -45,6 +51,8 @@ struct Frame {
   bool sequenced = false;
   uint32_t seq = 0;
   bool fin = false;
+  bool ack = false;          // an ACK frame (unsequenced)
+  bool transmitted = false;  // some socket took (a byte of) it, in this session
 };
 
 // What the queue must hold, frame by frame.
@@ -54,10 +62,11 @@ struct Model {
   std::vector<uint8_t> cut;   // the unsent rest of a frame the socket took part of
   size_t unsent = 0;          // cut.size() + every pending frame's size
 
-  bool is_unacked(uint32_t seq) const {
+  bool is_unacked(uint32_t seq) const { return find_unacked(seq) != nullptr; }
+  const Frame* find_unacked(uint32_t seq) const {
     for (const Frame& f : unacked)
-      if (f.seq == seq) return true;
-    return false;
+      if (f.seq == seq) return &f;
+    return nullptr;
   }
   std::vector<uint8_t> stream() const {
     std::vector<uint8_t> out(cut);
@@ -72,6 +81,9 @@ struct Model {
     n -= from_cut;
     while (n > 0) {
       const Frame& f = pending.front();
+      if (f.sequenced)
+        for (Frame& u : unacked)
+          if (u.seq == f.seq) u.transmitted = true;
       const size_t take = std::min(n, f.bytes.size());
       cut.assign(f.bytes.begin() + long(take), f.bytes.end());
       pending.pop_front();
@@ -95,10 +107,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Model m;
   uint8_t fill = 0;
   while (in.n) {
-    switch (in.u8() % 8) {
+    const uint8_t op = in.u8();
+    switch (op % 8) {
       case 0:    // a sequenced message
       case 1: {  // ... or a FIN (sequenced, 40 bytes)
-        const bool fin = (data[size - in.n - 1] % 8) == 1;
+        const bool fin = (op % 8) == 1;
         const uint32_t inner = fin ? uint32_t(dlm::kHeaderLen)
                                    : uint32_t(dlm::kHeaderLen + in.u16() % (dlm::kMaxAppBufsize - dlm::kHeaderLen + 1));
         const uint32_t len = uint32_t(dlm::kOptsLen) + inner;
@@ -114,10 +127,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         seq_send++;
         break;
       }
-      case 2: {  // an ACK (unsequenced)
+      case 2: {  // an ACK, or a plain (unwrapped) message: unsequenced
+        if (op & 8) {
+          const uint32_t len = uint32_t(dlm::kHeaderLen + in.u16() % (dlm::kMaxSocketBufsize - dlm::kHeaderLen + 1));
+          uint8_t* f = wq.reserve(len);
+          dlm::write_header(f, dlm::kVersion32, 0, 1, uint16_t(len), (op & 16) ? dlm::kMsg : dlm::kRcom);
+          fill++;
+          for (uint32_t i = dlm::kHeaderLen; i < len; i++) f[i] = uint8_t(fill + i);
+          m.add(Frame{std::vector<uint8_t>(f, f + len)});
+          break;
+        }
         uint8_t* f = wq.reserve(uint32_t(dlm::kHeaderLen));
         dlm::write_ack(f, in.u16(), 1);
-        m.add(Frame{std::vector<uint8_t>(f, f + dlm::kHeaderLen)});
+        Frame a{std::vector<uint8_t>(f, f + dlm::kHeaderLen)};
+        a.ack = true;
+        m.add(std::move(a));
         break;
       }
       case 3: {  // a partial send: as many iovecs and bytes as the input allows
@@ -177,6 +201,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           Frame a;
           a.bytes.resize(dlm::kHeaderLen);
           dlm::write_ack(a.bytes.data(), ack_seq, 7);
+          a.ack = true;
           next.add(std::move(a));
         }
         size_t taken = 0;
@@ -185,21 +210,84 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           for (const Frame& p : m.pending)
             if (p.sequenced && p.seq == f.seq) still_pending = true;
           if (still_pending) break;  // this one and every later one were never sent
-          next.add(f);
+          next.add(f);  // (transmitted: the old socket took it)
           taken++;
         }
-        for (const Frame& p : m.pending)
-          if (!p.sequenced || m.is_unacked(p.seq)) next.add(p);
+        // Never sent: sequenced ones while unacked (whether a socket ever took them stays
+        // as it was), plain ones, and queued ACKs unless the fresh one supersedes them.
+        for (const Frame& p : m.pending) {
+          if (p.sequenced) {
+            if (const Frame* u = m.find_unacked(p.seq)) next.add(*u);
+          } else if (!(with_ack && p.ack)) {
+            next.add(p);
+          }
+        }
         const size_t resent = wq.rewind(ack_seq, 7, with_ack);
         FUZZ_CHECK(resent == taken);
         m = std::move(next);
         FUZZ_CHECK(unsent_bytes(wq) == m.stream());
         break;
       }
-      case 7:  // node reset
-        wq.clear();
-        m = Model{};
+      case 7: {  // node reset, or a new session (the peer restarted)
+        // A send in flight meanwhile: it gathered before, it advances after.
+        const bool in_flight = op & 16;
+        std::vector<iovec> iov(64);
+        uint64_t gen = 0;
+        int n = 0;
+        std::vector<uint8_t> gathered;
+        if (in_flight) {
+          n = wq.gather(iov.data(), int(iov.size()), SIZE_MAX, &gen);
+          for (int i = 0; i < n; i++)
+            gathered.insert(gathered.end(), static_cast<const uint8_t*>(iov[i].iov_base),
+                            static_cast<const uint8_t*>(iov[i].iov_base) + iov[i].iov_len);
+        }
+        if (!(op & 8)) {
+          wq.clear();
+          m = Model{};
+        } else {
+          const uint32_t first = (op & 32) ? in.u32() : 0;
+          // Expected: every frame never taken by any socket, in order: sequenced non-FIN
+          // ones while unacked, renumbered from `first`; plain messages as they are.
+          // Dropped (and counted unless a FIN): unacked frames some socket took.
+          size_t want_dropped = 0;
+          for (const Frame& f : m.unacked)
+            if (f.transmitted && !f.fin) want_dropped++;
+          Model next;
+          uint32_t want_renumbered = 0;
+          for (const Frame& p : m.pending) {
+            if (p.sequenced) {
+              const Frame* u = m.find_unacked(p.seq);
+              if (!u || u->transmitted || u->fin) continue;
+              Frame r = *u;
+              r.seq = first + want_renumbered++;
+              dlm::put_le32(r.bytes.data() + dlm::kOffLockspaceOrSeq, r.seq);
+              next.add(std::move(r));
+            } else if (!p.ack) {
+              next.add(p);
+            }
+          }
+          uint32_t renumbered = 0xdeadbeef;
+          const size_t dropped = wq.new_session(first, &renumbered);
+          FUZZ_CHECK(dropped == want_dropped);
+          FUZZ_CHECK(renumbered == want_renumbered);
+          m = std::move(next);
+          seq_send = first + renumbered;  // MidcommsNode::renumbered()
+        }
+        if (in_flight) {
+          // (Before any new gather: the send thread's next gather() frees the old entries.)
+          // The old bytes are still there to be read (ASan: not freed), and unchanged.
+          std::vector<uint8_t> again;
+          for (int i = 0; i < n; i++)
+            again.insert(again.end(), static_cast<const uint8_t*>(iov[i].iov_base),
+                         static_cast<const uint8_t*>(iov[i].iov_base) + iov[i].iov_len);
+          FUZZ_CHECK(again == gathered);
+          const size_t before = wq.unsent_bytes();
+          if (!gathered.empty()) wq.advance(1 + in.u16() % gathered.size(), gen);  // ignored
+          FUZZ_CHECK(wq.unsent_bytes() == before);
+        }
+        if (op & 8) FUZZ_CHECK(unsent_bytes(wq) == m.stream());
         break;
+      }
     }
     FUZZ_CHECK(wq.unacked_frames() == m.unacked.size());
     FUZZ_CHECK(wq.unsent_bytes() == m.unsent);

@@ -52,6 +52,7 @@ bool Session::start(uint32_t our_nodeid, uint64_t our_incarnation, bool with_key
   generation++;
   started_ns = now_ns();
   keyed = with_key;
+  my_incarnation = our_incarnation;
   if (!make_nonce(my_nonce)) return false;
   std::memcpy(hello, kHelloMagic, 4);
   dlm::put_le32(hello + 4, our_nodeid);
@@ -74,7 +75,7 @@ Step consume(Session& s, uint32_t peer_nodeid, const uint8_t* buf, size_t len) {
   if (s.state == State::kAwaitHello) {
     if (len < kHelloLen) {
       // A prefix that cannot become a HELLO is refused now, not after kMaxPreAuthBytes.
-      if (std::memcmp(buf, kHelloMagic, len < 4 ? len : 4) != 0) st.bad = Bad::kNotHandshake;
+      if (len && std::memcmp(buf, kHelloMagic, len < 4 ? len : 4) != 0) st.bad = Bad::kNotHandshake;
       return st;
     }
     if (!is_magic(buf, kHelloMagic)) {

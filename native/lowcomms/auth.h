@@ -42,6 +42,7 @@ struct Session {
   std::atomic<State> state{State::kOff};
   bool keyed = false;                 // a PROOF follows the HELLOs
   uint8_t my_nonce[kNonceLen] = {};
+  uint64_t my_incarnation = 0;        // what our HELLO said
   uint64_t peer_incarnation = 0;      // from the peer's HELLO
   uint8_t peer_proof[kMacLen] = {};
   uint8_t expected[kMacLen] = {};

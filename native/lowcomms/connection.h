@@ -60,6 +60,9 @@ struct Connection {
   // The peer's incarnation as last learned from a handshake; 0 before the first one.
   // Written by the receive thread only.
   std::atomic<uint64_t> peer_incarnation{0};
+  // Bumped by resetNode(): the incarnation we show this node changes with it, so that the
+  // peer starts its side of the session over too (auth.h).
+  std::atomic<uint32_t> local_epoch{0};
 
   std::mutex mu;        // guards wq and mc
   WriteQueue wq;

@@ -33,13 +33,20 @@ constexpr int64_t kDesyncAfterNs = 2'000'000'000;
 constexpr int64_t kDesyncReportEveryNs = 10'000'000'000;
 }  // namespace
 
-bool Lowcomms::handshake_begin(auth::Session& sess, uint8_t* hello) {
-  return sess.start(cfg_.local_nodeid, incarnation_, cfg_.auth, hello);
+uint64_t Lowcomms::incarnation_for(const Connection& c) const {
+  // A different, never-zero id per reset: the peer takes it for a restart of ours.
+  const uint64_t v = incarnation_ + uint64_t(c.local_epoch.load()) * 0x9e3779b97f4a7c15ull;
+  return v ? v : 1;
+}
+
+bool Lowcomms::handshake_begin(const Connection& c, auth::Session& sess, uint8_t* hello) {
+  return sess.start(cfg_.local_nodeid, incarnation_for(c), cfg_.auth, hello);
 }
 
 bool Lowcomms::auth_start(Socket& s) {
   uint8_t hello[auth::kHelloLen];
-  if (!handshake_begin(s.auth, hello)) return false;
+  ConnPtr c = find(s.nodeid);
+  if (!c || !handshake_begin(*c, s.auth, hello)) return false;
   // A fresh socket's send buffer takes a HELLO at once.
   return ::send(s.fd.get(), hello, sizeof hello, MSG_NOSIGNAL | MSG_DONTWAIT) == ssize_t(sizeof hello);
 }
@@ -61,7 +68,7 @@ void Lowcomms::emit_auth_request(uint32_t nodeid, const auth::Session& a, const 
   // The JS side computes both HMACs and answers through auth_reply(reply_id, ...).
   emit(Event{"auth", nodeid,
              hex(a.my_nonce, auth::kNonceLen) + ":" + hex(peer_nonce, auth::kNonceLen) + ":" +
-                 hex64(incarnation_) + ":" + hex64(a.peer_incarnation),
+                 hex64(a.my_incarnation) + ":" + hex64(a.peer_incarnation),
              "", int64_t(reply_id)});
 }
 
@@ -135,12 +142,16 @@ void Lowcomms::rx_auth_reply(const AuthReply& r) {
   rx_auth_check(s);
 }
 
-size_t Lowcomms::restart_session_locked(Connection& c) {
+size_t Lowcomms::restart_session_locked(Connection& c, bool* drained) {
   c.mc.reset();
   uint32_t renumbered = 0;
   const size_t dropped = c.wq.new_session(0, &renumbered);
   c.mc.renumbered(renumbered);
-  c.backpressured = c.backpressured && c.wq.held_bytes() > cfg_.max_node_bytes / 2;
+  // What was dropped frees room: a sender waiting for 'drain' must hear of it.
+  if (c.backpressured && c.wq.held_bytes() <= cfg_.max_node_bytes / 2) {
+    c.backpressured = false;
+    *drained = true;
+  }
   return dropped;
 }
 
@@ -150,9 +161,10 @@ void Lowcomms::peer_identified(const ConnPtr& c, uint64_t incarnation, const Soc
   // The peer restarted: what it never acked died with it; what it was never sent is
   // for the new one, numbered from 0 as the new one expects.
   size_t dropped;
+  bool drained = false;
   {
     std::lock_guard lk(c->mu);
-    dropped = restart_session_locked(*c);
+    dropped = restart_session_locked(*c, &drained);
   }
   c->ctr.restarts++;
   c->ctr.dropped_unacked += dropped;
@@ -167,6 +179,7 @@ void Lowcomms::peer_identified(const ConnPtr& c, uint64_t incarnation, const Soc
   emit(Event{"restart", c->nodeid, hex64(known) + ":" + hex64(incarnation), "restart", int64_t(dropped)});
   if (dropped)
     emit(Event{"dropped", c->nodeid, "the peer restarted before acknowledging them", "restart", int64_t(dropped)});
+  if (drained) emit(Event{"drain", c->nodeid, "", "", 0});
   kick_tx(c);
 }
 
@@ -189,9 +202,14 @@ bool Lowcomms::rx_handshake_deadlines() {
     if (now - sess.started_ns > auth::kHandshakeTimeoutNs) late_assocs.push_back(id);
     else any = true;
   }
-  for (int32_t id : late_assocs)
-    if (ConnPtr c = sctp_conn_of_assoc(id)) sctp_auth_failed(c, id, "no handshake within 5 s");
-    else sctp_end_session(id);
+  for (int32_t id : late_assocs) {
+    if (ConnPtr c = sctp_conn_of_assoc(id)) {
+      sctp_auth_failed(c, id, "no handshake within 5 s");
+    } else {
+      sctp_abort(id);
+      sctp_end_session(id);
+    }
+  }
   return any;
 }
 

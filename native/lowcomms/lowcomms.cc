@@ -117,6 +117,7 @@ bool Lowcomms::reset_node(uint32_t nodeid) {
     dropped = drop_session_locked(*c);
   }
   c->ctr.dropped_unacked += dropped;
+  c->local_epoch++;  // the peer sees a new incarnation of ours and starts over too
   if (dropped) emit(Event{"dropped", nodeid, "node reset with unacked messages", "reset",
                           int64_t(dropped)});
   // Start over on fresh sockets, so that the peer starts over too.

@@ -176,7 +176,9 @@ class Lowcomms {
   // Below 2^53, so that the id survives the trip through a JavaScript number.
   static constexpr uint64_t kSctpAuthReply = uint64_t(1) << 40;
   bool auth_start(Socket& s);
-  bool handshake_begin(auth::Session& sess, uint8_t* hello);
+  bool handshake_begin(const Connection& c, auth::Session& sess, uint8_t* hello);
+  // The incarnation node `c` sees: ours, changed by every resetNode() of that node.
+  uint64_t incarnation_for(const Connection& c) const;
   void emit_auth_request(uint32_t nodeid, const auth::Session& a, const uint8_t* peer_nonce, uint64_t reply_id);
   size_t rx_auth(const std::shared_ptr<Socket>& s, const uint8_t* buf, size_t len, const char** fail);
   void rx_auth_check(const std::shared_ptr<Socket>& s);
@@ -186,7 +188,7 @@ class Lowcomms {
   // restarted, so its session starts over before any frame of the new one is read
   // (receive thread). `via` is the socket that learned it (TCP), else null.
   void peer_identified(const ConnPtr& c, uint64_t incarnation, const Socket* via);
-  size_t restart_session_locked(Connection& c);
+  size_t restart_session_locked(Connection& c, bool* drained);
   // Drops connections and associations whose handshake is overdue (receive thread);
   // returns whether any handshake is still under way (the thread then wakes to check).
   bool rx_handshake_deadlines();

@@ -23,6 +23,11 @@ constexpr uint64_t kListenKey = 1;
 // Below glibc's mmap threshold: batch buffers come from (and go back to) the heap.
 constexpr size_t kBatchFlushBytes = 60 * 1024;
 constexpr size_t kBatchReserve = kBatchFlushBytes + 8 * 1024;
+// A batch that starts with a short read (a request, a reply, an ACK's worth) gets one
+// page, not the full reserve: in request/response traffic every message is a batch, and
+// a 68 KiB malloc per message (freed later on the JS thread) cost more than the message.
+constexpr size_t kSmallBatchBytes = 4096;
+constexpr size_t kBatchIndexReserve = 3 * 16;
 // How soon a handshake message that met a full SCTP send buffer is tried again.
 constexpr int kCtrlRetryMs = 2;
 // How often handshakes under way are checked against auth::kHandshakeTimeoutNs.
@@ -122,14 +127,25 @@ bool Lowcomms::rx_process(Connection& c, uint8_t* data, size_t len, size_t* cons
   bool kick = false, closed = false, drained = false, bad_ack = false;
   uint64_t delivered = 0, drops = 0, acks_backwards = 0;
   dlm::SplitResult res;
+  // A batch holds at most what the reads that fill it held: a short first read gets a
+  // page; once the reads outgrow it, the full reserve at once (one move of < 4 KiB, no
+  // doubling through 8, 16, 32 KiB).
+  std::vector<uint8_t>& bd = batch_->data;
+  if (bd.capacity() == 0) {
+    bd.reserve(len < kSmallBatchBytes ? kSmallBatchBytes : kBatchReserve);
+    batch_->index.reserve(kBatchIndexReserve);
+  } else if (bd.size() + len > bd.capacity() && bd.capacity() < kBatchReserve) {
+    bd.reserve(std::max(kBatchReserve, bd.size() + len));
+  }
   {
     std::lock_guard lk(c.mu);
     res = dlm::split_frames(data, len, [&](const uint8_t* p, size_t flen) {
       const dlm::Decoded d = dlm::decode_frame(p, flen, cfg_.kernel_minimums);
       const RxVerdict v = c.mc.receive(d, c.mc.seq_send());
-      if (v.deliver) {
-        delivered++;
-        // A batch holds few nodes: a linear search finds this node's mark.
+      if (v.deliver) delivered++;
+      if (v.deliver && d.kind == dlm::FrameKind::kSequenced) {
+        // Only sequenced messages are acked, so only they wait for consumption. A batch
+        // holds few nodes: a linear search finds this node's mark.
         const uint32_t epoch = c.mc.epoch();
         auto mark = std::find_if(batch_marks_.begin(), batch_marks_.end(), [&](const ConsumeMark& m) {
           return m.nodeid == c.nodeid && m.epoch == epoch;
@@ -137,6 +153,8 @@ bool Lowcomms::rx_process(Connection& c, uint8_t* data, size_t len, size_t* cons
         if (mark == batch_marks_.end()) mark = batch_marks_.insert(mark, ConsumeMark{c.nodeid, epoch, 0, 0});
         mark->seq_after = c.mc.seq_next();
         mark->count++;
+      }
+      if (v.deliver) {
         Batch& b = *batch_;
         b.index.push_back(c.nodeid);
         b.index.push_back(uint32_t(b.data.size()));
@@ -203,8 +221,7 @@ void Lowcomms::rx_flush_batch() {
   }
   batch_marks_.clear();
   sink_->deliver(std::move(batch_));
-  batch_ = std::make_unique<Batch>();
-  batch_->data.reserve(kBatchReserve);
+  batch_ = std::make_unique<Batch>();  // sized by rx_process when the next one starts
   if (pending > cfg_.max_rx_pending_bytes) {
     rx_paused_ = true;
     gctr_.rx_paused++;
@@ -228,7 +245,6 @@ void Lowcomms::rx_idle_acks() {
 
 void Lowcomms::rx_main() {
   epoll_event evs[64];
-  batch_->data.reserve(kBatchReserve);
   while (!stopping_) {
     rx_commands();
     if (rx_paused_) {

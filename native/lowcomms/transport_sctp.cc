@@ -476,7 +476,7 @@ void Lowcomms::sctp_auth_start(const ConnPtr& c, int32_t assoc_id) {
   uint8_t hello[auth::kHelloLen];
   // A full send buffer only queues the HELLO (sctp_send_ctrl); a HELLO that cannot go out
   // at all means the association is going: lost, not unauthenticated.
-  if (!handshake_begin(sess, hello) || !sctp_send_ctrl(assoc_id, hello, sizeof hello))
+  if (!handshake_begin(*c, sess, hello) || !sctp_send_ctrl(assoc_id, hello, sizeof hello))
     sctp_drop_assoc(c, assoc_id);
   else
     rx_handshake_started();

@@ -137,7 +137,13 @@ RxVerdict MidcommsNode::on_fin() {
       stop_rx_ = true;
       break;
     case FinState::kFinWait2:
-      v.reset = true;
+      // Our close ends with the ACK of this FIN: once what precedes it was consumed.
+      if (pending_ == 0) {
+        v.reset = true;
+      } else {
+        reset_pending_ = true;
+        stop_rx_ = true;  // the peer sends nothing after its FIN (until our ACK of it)
+      }
       break;
     default:
       break;

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { startCluster, until } from '../helpers/cluster';
 import { checkDirection, ProcCluster } from '../helpers/proc-cluster';
 import { testTransports } from '../helpers/transports';
 
@@ -119,5 +120,30 @@ for (const transport of testTransports()) {
       assert.deepEqual(errors.slice(0, 20), []);
       assert.ok(delivered > restarts * 100, `traffic flowed (${delivered} delivered)`);
     });
+  });
+}
+
+for (const transport of testTransports()) {
+  test(`resetNode() on a live lowcomms peer (${transport}): the peer starts its side over too, and traffic goes on both ways`, async (t) => {
+    const cl = await startCluster(t, { n: 2, transport });
+    const got = new Map<number, string[]>([[1, []], [2, []]]);
+    const restarts: number[] = [];
+    for (const id of [1, 2]) cl.get(id).onMessage((m) => got.get(id)!.push(m.body.toString()));
+    cl.get(2).on('restart', (e) => restarts.push(e.nodeid));
+    for (let i = 0; i < 50; i++) {
+      cl.get(1).send(2, { body: `a${i}` });
+      cl.get(2).send(1, { body: `b${i}` });
+    }
+    await until(() => got.get(1)!.length === 50 && got.get(2)!.length === 50, 10_000, 'the first session');
+    cl.get(1).resetNode(2);
+    for (let i = 50; i < 100; i++) cl.get(1).send(2, { body: `a${i}` });
+    await until(() => got.get(2)!.length === 100, 10_000, "node 1's messages after the reset");
+    for (let i = 50; i < 100; i++) cl.get(2).send(1, { body: `b${i}` });
+    await until(() => got.get(1)!.length === 100, 10_000, "node 2's messages after the reset");
+    assert.deepEqual(got.get(2), Array.from({ length: 100 }, (_, i) => `a${i}`));
+    assert.deepEqual(got.get(1), Array.from({ length: 100 }, (_, i) => `b${i}`));
+    assert.deepEqual(restarts, [1], 'node 2 took the reset for a restart of node 1 and started over');
+    const n2 = cl.get(2).stats().nodes.find((n) => n.nodeid === 1)!;
+    assert.equal(n2.gapDropped, 0, 'nothing of the new session dropped as a gap');
   });
 }
