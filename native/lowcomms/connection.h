@@ -23,6 +23,7 @@ struct Socket {
   UniqueFd fd;
   uint64_t id = 0;
   uint32_t nodeid = 0;
+  uint32_t reset_epoch = 0;  // the node's Connection::reset_epoch when this socket was made
   bool outgoing = false;
   std::atomic<bool> dead{false};
   std::atomic<bool> abort{false};  // close with RST (fault injection), no FIN first
@@ -63,6 +64,10 @@ struct Connection {
   // Bumped by resetNode(): the incarnation we show this node changes with it, so that the
   // peer starts its side of the session over too (auth.h).
   std::atomic<uint32_t> local_epoch{0};
+  // Bumped by resetNode() under `mu`: frames read from a socket or association made before
+  // are of the old session, and rx_process() refuses them under the same lock (they could
+  // otherwise slip in between the reset and the drop of the old sockets).
+  std::atomic<uint32_t> reset_epoch{0};
 
   std::mutex mu;        // guards wq and mc
   WriteQueue wq;

@@ -103,7 +103,8 @@ void Lowcomms::rx_auth_check(const std::shared_ptr<Socket>& s) {
     std::vector<uint8_t> pending;
     pending.swap(s->leftover);
     size_t consumed = 0;
-    if (!rx_process(*c, pending.data(), pending.size(), &consumed)) {
+    bool stale = false;
+    if (!rx_process(*c, s->reset_epoch, pending.data(), pending.size(), &consumed, &stale) || stale) {
       rx_drop_socket(s->id, true);
       return;
     }

@@ -115,6 +115,7 @@ bool Lowcomms::reset_node(uint32_t nodeid) {
   {
     std::lock_guard lk(c->mu);
     dropped = drop_session_locked(*c);
+    c->reset_epoch++;  // what the old sockets still hold is not read (rx_process)
   }
   c->ctr.dropped_unacked += dropped;
   c->local_epoch++;  // the peer sees a new incarnation of ours and starts over too

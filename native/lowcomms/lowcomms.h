@@ -160,7 +160,9 @@ class Lowcomms {
   void rx_commands();
   // Feed received bytes of one node through splitting, midcomms and the batch.
   // Returns false if the bytes were malformed (the caller closes the connection).
-  bool rx_process(Connection& c, uint8_t* data, size_t len, size_t* consumed);
+  // `epoch`: the reset_epoch of the socket or association the bytes came on; if the node was
+  // reset since, nothing is processed and *stale is set (the caller drops that socket).
+  bool rx_process(Connection& c, uint32_t epoch, uint8_t* data, size_t len, size_t* consumed, bool* stale);
   void rx_flush_batch();
   void rx_idle_acks();
   void rx_drop_socket(uint64_t id, bool notify_tx);
@@ -266,6 +268,7 @@ class Lowcomms {
   std::vector<AuthReply> rx_auth_replies_;
   std::unordered_map<uint64_t, std::shared_ptr<Socket>> rx_socks_;  // rx thread only
   std::unordered_map<int32_t, uint32_t> assoc_nodes_;               // rx thread only (SCTP)
+  std::unordered_map<int32_t, uint32_t> assoc_epochs_;              // reset_epoch at set-up (rx only)
   // Authentication handshakes by association: an old and a new association of one
   // node can overlap for a moment (rx thread only).
   std::unordered_map<int32_t, auth::Session> sctp_sessions_;

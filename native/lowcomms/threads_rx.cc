@@ -68,6 +68,7 @@ void Lowcomms::rx_commands() {
       if (it->second == nodeid) {
         sctp_abort(it->first);
         sctp_end_session(it->first);
+        assoc_epochs_.erase(it->first);
         it = assoc_nodes_.erase(it);
       } else {
         ++it;
@@ -109,6 +110,7 @@ void Lowcomms::rx_kill_node(uint32_t nodeid) {
     }
     sctp_abort(it->first);
     sctp_end_session(it->first);
+    assoc_epochs_.erase(it->first);
     it = assoc_nodes_.erase(it);
   }
   if (cfg_.transport == Transport::kSctp) {
@@ -123,7 +125,7 @@ void Lowcomms::rx_kill_node(uint32_t nodeid) {
   }
 }
 
-bool Lowcomms::rx_process(Connection& c, uint8_t* data, size_t len, size_t* consumed) {
+bool Lowcomms::rx_process(Connection& c, uint32_t epoch, uint8_t* data, size_t len, size_t* consumed, bool* stale) {
   bool kick = false, closed = false, drained = false, bad_ack = false;
   uint64_t delivered = 0, drops = 0, acks_backwards = 0;
   dlm::SplitResult res;
@@ -139,6 +141,11 @@ bool Lowcomms::rx_process(Connection& c, uint8_t* data, size_t len, size_t* cons
   }
   {
     std::lock_guard lk(c.mu);
+    if (epoch != c.reset_epoch) {
+      *stale = true;
+      *consumed = len;
+      return true;
+    }
     res = dlm::split_frames(data, len, [&](const uint8_t* p, size_t flen) {
       const dlm::Decoded d = dlm::decode_frame(p, flen, cfg_.kernel_minimums);
       const RxVerdict v = c.mc.receive(d, c.mc.seq_send());

@@ -226,6 +226,7 @@ void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
           return;
         }
         assoc_nodes_[id] = nodeid;
+        assoc_epochs_[id] = c->reset_epoch;
         sctp_tune_assoc(id);
         // A lowcomms peer's new association takes over once proven (send_assoc); a kernel
         // peer's at once.
@@ -244,6 +245,7 @@ void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
       }
       ConnPtr c = sctp_conn_of_assoc(id);
       assoc_nodes_.erase(id);
+      assoc_epochs_.erase(id);
       sctp_end_session(id);
       if (!c) return;
       if (c->assoc_id == id) {
@@ -345,6 +347,7 @@ void Lowcomms::sctp_read() {
         continue;
       }
       assoc_nodes_[assoc_id] = c->nodeid;
+      assoc_epochs_[assoc_id] = c->reset_epoch;
       if (!c->assoc_up) {
         // Its COMM_UP went unanswered (the association was briefly unreadable): adopt it.
         c->assoc_id = assoc_id;
@@ -397,8 +400,15 @@ void Lowcomms::sctp_read() {
       len = c->sctp_partial.size();
     }
     size_t consumed = 0;
-    const bool ok = rx_process(*c, const_cast<uint8_t*>(data), len, &consumed);
+    bool stale = false;
+    auto ep = assoc_epochs_.find(assoc_id);
+    const uint32_t epoch = ep == assoc_epochs_.end() ? c->reset_epoch.load() : ep->second;
+    const bool ok = rx_process(*c, epoch, const_cast<uint8_t*>(data), len, &consumed, &stale);
     c->sctp_partial.clear();
+    if (stale) {
+      gctr_.stale_dropped++;  // an association of before a resetNode(): its abort is under way
+      continue;
+    }
     if (!ok || consumed != len) {
       // An SCTP message holds whole DLM messages; anything else is malformed.
       c->ctr.bad_frames++;
@@ -537,6 +547,7 @@ void Lowcomms::sctp_auth_failed(const ConnPtr& c, int32_t assoc_id, const char* 
 void Lowcomms::sctp_drop_assoc(const ConnPtr& c, int32_t assoc_id) {
   sctp_abort(assoc_id);
   assoc_nodes_.erase(assoc_id);
+  assoc_epochs_.erase(assoc_id);
   sctp_end_session(assoc_id);
   const bool ours = c->send_assoc() == assoc_id;
   if (c->sctp_authed_assoc == assoc_id) c->sctp_authed_assoc = 0;

@@ -83,6 +83,7 @@ void Lowcomms::tcp_accept() {
     s->fd = std::move(fd);
     s->id = next_sock_id_++;
     s->nodeid = nodeid;
+    s->reset_epoch = c ? c->reset_epoch.load() : 0;
     s->outgoing = false;
     if (c && c->handshake && !auth_start(*s)) continue;  // closes it
     epoll_event ev{};
@@ -142,7 +143,13 @@ void Lowcomms::tcp_read(const std::shared_ptr<Socket>& s) {
       return;
     }
     size_t consumed = 0;
-    if (!rx_process(*c, buf + start, have - start, &consumed)) {
+    bool stale = false;
+    const bool ok = rx_process(*c, s->reset_epoch, buf + start, have - start, &consumed, &stale);
+    if (stale) {
+      rx_drop_socket(s->id, true);  // made before a resetNode(): its bytes are the old session's
+      return;
+    }
+    if (!ok) {
       // A length outside [16, 4096]: the stream cannot be resynchronised (§1.6 rule 2).
       c->ctr.bad_frames++;
       emit(Event{"error", c->nodeid, "malformed frame (bad length): connection closed",
@@ -190,6 +197,7 @@ bool Lowcomms::tcp_connect(const ConnPtr& c, int* err) {
   s->fd = std::move(fd);
   s->id = next_sock_id_++;
   s->nodeid = c->nodeid;
+  s->reset_epoch = c->reset_epoch;
   s->outgoing = true;
   epoll_event ev{};
   ev.events = EPOLLOUT | EPOLLET;
