@@ -111,19 +111,42 @@ size_t WriteQueue::ack(uint32_t upto, bool* fin_acked) {
   return count;
 }
 
-size_t WriteQueue::rewind(uint32_t ack_seq, uint32_t nodeid, bool with_ack) {
-  graveyard_.clear();
-  generation_++;
-  std::deque<WriteQueueEntry> old = std::move(entries_);
-  std::deque<UnackedFrame> old_unacked = std::move(unacked_);
-  const uint64_t old_head = head_id_;
-  const size_t old_send_idx = send_idx_;
+bool WriteQueue::Detached::taken(const UnackedFrame& f) const {
+  const size_t idx = size_t(f.entry_id - head_id);
+  return idx < send_idx || (idx == send_idx && f.off < entries[idx].sent);
+}
+
+template <class Fn>
+void WriteQueue::Detached::for_each_unsent(Fn&& fn) const {
+  for (size_t idx = send_idx; idx < entries.size(); idx++) {
+    const WriteQueueEntry& e = entries[idx];
+    const uint8_t* b = e.buf.get();
+    uint32_t off = 0;
+    if (idx == send_idx)
+      while (off < e.sent) off += dlm::get_le16(b + off + dlm::kOffLength);
+    while (off < e.end) {
+      const uint32_t len = dlm::get_le16(b + off + dlm::kOffLength);
+      fn(b + off, len);
+      off += len;
+    }
+  }
+}
+
+WriteQueue::Detached WriteQueue::detach() {
+  generation_++;  // a send gathered from the old queue advances nothing
+  Detached d{std::move(entries_), std::move(unacked_), head_id_, send_idx_};
   entries_.clear();
   unacked_.clear();
-  head_id_ = old_head + old.size();
+  head_id_ += d.entries.size();
   send_idx_ = 0;
   unsent_ = 0;
   held_ = 0;
+  return d;
+}
+
+size_t WriteQueue::rewind(uint32_t ack_seq, uint32_t nodeid, bool with_ack) {
+  graveyard_.clear();
+  const Detached old = detach();
 
   // Tell the peer at once what we hold, so that it frees its own resend queue.
   if (with_ack) dlm::write_ack(reserve(uint32_t(dlm::kHeaderLen)), ack_seq, nodeid);
@@ -134,100 +157,67 @@ size_t WriteQueue::rewind(uint32_t ack_seq, uint32_t nodeid, bool with_ack) {
 
   // 1. Sequenced frames the old socket took (wholly or partly) and the peer never acked.
   size_t k = 0, resent = 0;
-  for (; k < old_unacked.size(); k++) {
-    const UnackedFrame& f = old_unacked[k];
-    const size_t idx = size_t(f.entry_id - old_head);
-    const bool taken = idx < old_send_idx || (idx == old_send_idx && f.off < old[idx].sent);
-    if (!taken) break;
-    copy_frame(old[idx].buf.get() + f.off, f.len);
+  for (; k < old.unacked.size() && old.taken(old.unacked[k]); k++) {
+    const UnackedFrame& f = old.unacked[k];
+    copy_frame(old.entries[size_t(f.entry_id - old.head_id)].buf.get() + f.off, f.len);
     track_last(f.seq, f.len, f.fin, true);
     resent++;
   }
 
-  // 2. Everything never sent, from the first frame boundary at or after the cursor: a
-  //    frame the old socket cut is not resumed (if sequenced, step 1 resent it whole).
-  for (size_t idx = old_send_idx; idx < old.size(); idx++) {
-    const WriteQueueEntry& e = old[idx];
-    const uint8_t* b = e.buf.get();
-    uint32_t off = 0;
-    if (idx == old_send_idx)
-      while (off < e.sent) off += dlm::get_le16(b + off + dlm::kOffLength);
-    while (off < e.end) {
-      const uint32_t len = dlm::get_le16(b + off + dlm::kOffLength);
-      if (b[off + dlm::kOffCmd] == dlm::kOpts) {
-        const uint32_t seq = dlm::get_le32(b + off + dlm::kOffLockspaceOrSeq);
-        if (k < old_unacked.size() && old_unacked[k].seq == seq) {
-          copy_frame(b + off, len);
-          track_last(seq, len, old_unacked[k].fin, old_unacked[k].transmitted);
-          k++;
-        }
-        // else: acked already, nothing to send.
-      } else if (!(with_ack && b[off + dlm::kOffCmd] == dlm::kAck)) {
-        // An ACK queued earlier says no more than the one in front: resent, the peer
-        // would see acks go backwards.
-        copy_frame(b + off, len);
+  // 2. Everything never sent (if the old socket cut a sequenced frame, step 1 resent it whole).
+  old.for_each_unsent([&](const uint8_t* p, uint32_t len) {
+    if (p[dlm::kOffCmd] == dlm::kOpts) {
+      const uint32_t seq = dlm::get_le32(p + dlm::kOffLockspaceOrSeq);
+      if (k < old.unacked.size() && old.unacked[k].seq == seq) {
+        copy_frame(p, len);
+        track_last(seq, len, old.unacked[k].fin, old.unacked[k].transmitted);
+        k++;
       }
-      off += len;
+      // else: acked already, nothing to send.
+    } else if (!(with_ack && p[dlm::kOffCmd] == dlm::kAck)) {
+      // An ACK queued earlier says no more than the one in front: resent, the peer
+      // would see acks go backwards.
+      copy_frame(p, len);
     }
-  }
+  });
   return resent;
 }
 
 size_t WriteQueue::new_session(uint32_t first_seq, uint32_t* renumbered) {
-  generation_++;  // a send gathered from the old queue advances nothing
-  std::deque<WriteQueueEntry> old = std::move(entries_);
-  const std::deque<UnackedFrame> old_unacked = std::move(unacked_);
-  const uint64_t old_head = head_id_;
-  const size_t old_send_idx = send_idx_;
-  entries_.clear();
-  unacked_.clear();
-  head_id_ = old_head + old.size();
-  send_idx_ = 0;
-  unsent_ = 0;
-  held_ = 0;
+  Detached old = detach();
 
   // Every frame a socket ever took may have reached the old peer: dropped, never renumbered.
   size_t dropped = 0;
-  std::vector<bool> gone(old_unacked.size());
-  for (size_t k = 0; k < old_unacked.size(); k++) {
-    const UnackedFrame& f = old_unacked[k];
-    const size_t idx = size_t(f.entry_id - old_head);
-    gone[k] = f.transmitted || idx < old_send_idx || (idx == old_send_idx && f.off < old[idx].sent);
+  std::vector<bool> gone(old.unacked.size());
+  for (size_t k = 0; k < old.unacked.size(); k++) {
+    const UnackedFrame& f = old.unacked[k];
+    gone[k] = f.transmitted || old.taken(f);
     if (gone[k] && !f.fin) dropped++;
   }
 
   uint32_t n = 0;
   size_t k = 0;
-  for (size_t idx = old_send_idx; idx < old.size(); idx++) {
-    const WriteQueueEntry& e = old[idx];
-    const uint8_t* b = e.buf.get();
-    uint32_t off = 0;
-    if (idx == old_send_idx)
-      while (off < e.sent) off += dlm::get_le16(b + off + dlm::kOffLength);  // a cut frame is not resumed
-    while (off < e.end) {
-      const uint32_t len = dlm::get_le16(b + off + dlm::kOffLength);
-      const uint8_t cmd = b[off + dlm::kOffCmd];
-      if (cmd == dlm::kOpts) {
-        const uint32_t seq = dlm::get_le32(b + off + dlm::kOffLockspaceOrSeq);
-        size_t j = k;
-        while (j < old_unacked.size() && old_unacked[j].seq != seq) j++;
-        // Not tracked: acked already, so it reached the old peer.
-        const bool sent_before = j == old_unacked.size() || gone[j];
-        if (j < old_unacked.size()) k = j + 1;
-        if (!sent_before && b[off + dlm::kOptsLen + dlm::kOffCmd] != dlm::kFin) {
-          uint8_t* p = reserve(len);
-          std::memcpy(p, b + off, len);
-          dlm::put_le32(p + dlm::kOffLockspaceOrSeq, first_seq + n);
-          track_last(first_seq + n, len, false);
-          n++;
-        }
-      } else if (cmd != dlm::kAck) {
-        std::memcpy(reserve(len), b + off, len);  // unsequenced: stateless RCOM, 3.1
+  old.for_each_unsent([&](const uint8_t* p, uint32_t len) {
+    const uint8_t cmd = p[dlm::kOffCmd];
+    if (cmd == dlm::kOpts) {
+      const uint32_t seq = dlm::get_le32(p + dlm::kOffLockspaceOrSeq);
+      size_t j = k;
+      while (j < old.unacked.size() && old.unacked[j].seq != seq) j++;
+      // Not tracked: acked already, so it reached the old peer.
+      const bool sent_before = j == old.unacked.size() || gone[j];
+      if (j < old.unacked.size()) k = j + 1;
+      if (!sent_before && p[dlm::kOptsLen + dlm::kOffCmd] != dlm::kFin) {
+        uint8_t* q = reserve(len);
+        std::memcpy(q, p, len);
+        dlm::put_le32(q + dlm::kOffLockspaceOrSeq, first_seq + n);
+        track_last(first_seq + n, len, false);
+        n++;
       }
-      off += len;
+    } else if (cmd != dlm::kAck) {
+      std::memcpy(reserve(len), p, len);  // unsequenced: stateless RCOM, 3.1
     }
-  }
-  for (auto& e : old) graveyard_.push_back(std::move(e));
+  });
+  for (auto& e : old.entries) graveyard_.push_back(std::move(e));
   *renumbered = n;
   return dropped;
 }

@@ -74,6 +74,20 @@ class WriteQueue {
   bool has_unsent() const { return unsent_ > 0; }
 
  private:
+  // The queue as it was, taken out whole by rewind() and new_session() to be rebuilt.
+  struct Detached {
+    std::deque<WriteQueueEntry> entries;
+    std::deque<UnackedFrame> unacked;
+    uint64_t head_id;
+    size_t send_idx;
+    // A socket has (wholly or partly) taken this frame.
+    bool taken(const UnackedFrame& f) const;
+    // Calls fn(frame, len) for every frame never sent, from the first frame boundary at or
+    // after the send cursor: a frame the old socket cut is never resumed.
+    template <class Fn>
+    void for_each_unsent(Fn&& fn) const;
+  };
+  Detached detach();
   WriteQueueEntry& new_entry();
   void trim();
   void recycle(WriteQueueEntry&& e);
