@@ -69,8 +69,9 @@ describe('capabilities', () => {
       const script = path.join(__dirname, 'helpers', 'unprivileged.ts');
       const tsx = require.resolve('tsx');
       const cmd = [process.execPath, '--import', tsx, script, String(testPort()), String(privileged)];
-      // As root, drop to nobody for the child: the only honest way to see what a user gets.
-      const argv = asRoot ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', ...cmd] : cmd;
+      // As root, the child keeps uid 0 but loses every capability (a checkout under a 0700
+      // directory stays readable to it, as it would not be to nobody).
+      const argv = asRoot ? ['setpriv', '--bounding-set=-all', '--inh-caps=-all', '--ambient-caps=-all', ...cmd] : cmd;
       const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: 60_000, env: { ...process.env, HOME: '/tmp' } });
       assert.equal(r.status, 0, r.stderr);
       const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, string>;
