@@ -142,7 +142,7 @@ function familyPreference(ipVersion: string | undefined, transport: string | und
  * Replaces host names by their addresses. The whole table gets one family: the family
  * of its IP literals if it has any, else the first of `prefer` that every name has.
  */
-async function resolveNames(
+export async function resolveNames(
   nodes: Array<NodeConfig & { line?: number }>,
   prefer: Array<4 | 6>,
   lookup: HostLookup,

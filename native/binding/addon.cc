@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include "lowcomms/lowcomms.h"
+#include "membership/binding.h"
 
 namespace lowcomms {
 namespace {
@@ -413,6 +414,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   limits.Set("optsLen", Napi::Number::New(env, dlm::kOptsLen));
   limits.Set("headerLen", Napi::Number::New(env, dlm::kHeaderLen));
   exports.Set("limits", limits);
+  membership::Init(env, exports);
   return exports;
 }
 
