@@ -199,6 +199,28 @@ test('a node crashes (corosync and service SIGKILLed) and rejoins', async (t) =>
   for (const i of [1, 3]) assert.deepEqual(leaveJoinOrder(i, since), cpgOrder(i, since));
 });
 
+test('only the service crashes (SIGKILL), corosync stays: procdown, then it rejoins', async (t) => {
+  const t0 = Date.now();
+  const since = mark();
+  await cluster.killService(1);
+  await waitMembers(2, [2, 3]);
+  await waitMembers(3, [2, 3]);
+  t.diagnostic(`leave seen after ${Date.now() - t0} ms`);
+  for (const i of [2, 3]) {
+    const l = events(cluster.current(i), 'leave').at(-1);
+    assert.equal(l?.nodeid, 1);
+    assert.equal(l?.reason, 'procdown');
+  }
+  await flow(500);
+  cluster.startService(1);
+  for (let i = 1; i <= N; i++) await waitMembers(i, [1, 2, 3]);
+  await flow(1000);
+  const r = await pauseAndCheck([1, 2, 3]);
+  t.diagnostic(`rejoined after ${Date.now() - t0} ms; sessions ${r.sessions}, delivered ${r.delivered}, dropped ${r.dropped}`);
+  for (const i of [2, 3]) assert.deepEqual(leaveJoinOrder(i, since), ['-1', '+1']);
+  for (const i of [2, 3]) assert.deepEqual(leaveJoinOrder(i, since), cpgOrder(i, since));
+});
+
 test('a 2/1 partition: both sides remove the other, the minority loses quorum, and it heals', async (t) => {
   const t0 = Date.now();
   const since = mark();
