@@ -156,7 +156,8 @@ if (!only || only === 'fuzz') {
 // Sanitizers: the addon built with ASan + UBSan + LeakSanitizer, the host suites on TCP.
 if (!only || only === 'asan') {
   console.log('\n=== asan: ASan + UBSan + LSan build, host suites on TCP ===');
-  results.push(runNodeTests('asan', [...unitFiles.filter((f) => !/cli|uml-harness|nodetable|corosync/.test(f)), ...netFiles], { LOWCOMMS_TEST_TRANSPORTS: 'tcp', LOWCOMMS_SOAK_SECONDS: '15', LOWCOMMS_TEST_MESSAGES: '20000', LOWCOMMS_TEST_KILLS: '50', LOWCOMMS_TEST_RESTARTS: '15' }, ['bash', 'scripts/test-asan.sh']));
+  // corosyncFiles: the membership thread and the dlopen'd client libraries under ASan too (about 50 s).
+  results.push(runNodeTests('asan', [...unitFiles.filter((f) => !/cli|uml-harness|nodetable|corosync/.test(f)), ...netFiles, ...corosyncFiles], { LOWCOMMS_TEST_TRANSPORTS: 'tcp', LOWCOMMS_SOAK_SECONDS: '15', LOWCOMMS_TEST_MESSAGES: '20000', LOWCOMMS_TEST_KILLS: '50', LOWCOMMS_TEST_RESTARTS: '15' }, ['bash', 'scripts/test-asan.sh']));
 }
 
 // ThreadSanitizer: the addon built with -fsanitize=thread, libtsan preloaded into node

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { CorosyncCluster, type LogEntry } from '../helpers/corosync-cluster';
+import { CorosyncCluster, nodeEnv, toolEnv, type LogEntry } from '../helpers/corosync-cluster';
 
 const N = 3;
 const cluster = new CorosyncCluster(N);
@@ -249,7 +249,7 @@ test('lowcomms status --corosync reads the node list from the running corosync',
   const main = path.join(__dirname, '..', '..', 'lib', 'cli', 'main.ts');
   const run = (ns: string) =>
     new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      const p = spawn('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', main, 'status', '--corosync', '--json', '--port', String(cluster.port)]);
+      const p = spawn('ip', ['netns', 'exec', ns, ...nodeEnv, process.execPath, '--import', 'tsx', main, 'status', '--corosync', '--json', '--port', String(cluster.port)], { env: toolEnv });
       let stdout = '';
       let stderr = '';
       p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { nodeEnv, toolEnv } from '../helpers/corosync-cluster';
 
 const root = path.resolve(__dirname, '..', '..');
 const probe = path.join(root, 'test', 'helpers', 'corosync-probe.ts');
@@ -22,14 +23,14 @@ function addonPath(): string {
 }
 
 function libPath(soname: string): string {
-  const r = spawnSync('ldconfig', ['-p'], { encoding: 'utf8' });
+  const r = spawnSync('ldconfig', ['-p'], { encoding: 'utf8', env: toolEnv });
   const line = r.stdout.split('\n').find((l) => l.trim().startsWith(soname + ' ') && /x86-64|AArch64/.test(l));
   assert.ok(line, `${soname} is not installed (scripts/setup-system.sh installs corosync)`);
   return line.split('=> ')[1]!.trim();
 }
 
 function runProbe(wrap: string[]): Record<string, unknown> {
-  const r = spawnSync(wrap[0]!, [...wrap.slice(1), process.execPath, '--import', 'tsx', probe], { encoding: 'utf8', cwd: root, timeout: 60000 });
+  const r = spawnSync(wrap[0]!, [...wrap.slice(1), ...nodeEnv, process.execPath, '--import', 'tsx', probe], { encoding: 'utf8', cwd: root, timeout: 60000, env: toolEnv });
   const line = r.stdout.trim().split('\n').at(-1) ?? '';
   assert.ok(line.startsWith('{'), `probe printed nothing useful (exit ${r.status}): ${r.stdout}\n${r.stderr}`);
   const out = JSON.parse(line) as Record<string, unknown>;
@@ -38,7 +39,7 @@ function runProbe(wrap: string[]): Record<string, unknown> {
 }
 
 test('the addon does not link corosync: it is opened at run time', () => {
-  const r = spawnSync('readelf', ['-d', addonPath()], { encoding: 'utf8' });
+  const r = spawnSync('readelf', ['-d', addonPath()], { encoding: 'utf8', env: toolEnv });
   assert.equal(r.status, 0, r.stderr);
   const needed = [...r.stdout.matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map((m) => m[1]);
   assert.ok(needed.length > 0, 'readelf found no NEEDED entries at all');

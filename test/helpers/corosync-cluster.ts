@@ -15,12 +15,21 @@ import path from 'node:path';
 const nodeScript = path.join(__dirname, 'membership-node.ts');
 const root = path.resolve(__dirname, '..', '..');
 
+/**
+ * The environment of system tools (ip, corosync, mount): without a sanitizer runtime
+ * preloaded for node (scripts/test-asan.sh), which would report the tools' own leaks.
+ * `nodeEnv` puts it back for the node processes started through them.
+ */
+export const toolEnv: NodeJS.ProcessEnv = { ...process.env };
+delete toolEnv.LD_PRELOAD;
+export const nodeEnv: string[] = process.env.LD_PRELOAD ? ['env', `LD_PRELOAD=${process.env.LD_PRELOAD}`] : [];
+
 function sh(...args: string[]): string {
-  const r = spawnSync(args[0]!, args.slice(1), { encoding: 'utf8' });
+  const r = spawnSync(args[0]!, args.slice(1), { encoding: 'utf8', env: toolEnv });
   if (r.status !== 0) throw new Error(`${args.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr || r.error}`);
   return r.stdout;
 }
-const shQuiet = (...args: string[]) => spawnSync(args[0]!, args.slice(1), { stdio: 'ignore' });
+const shQuiet = (...args: string[]) => spawnSync(args[0]!, args.slice(1), { stdio: 'ignore', env: toolEnv });
 
 export interface LogEntry {
   t: string;
@@ -103,7 +112,7 @@ export class CorosyncCluster {
     const proc = spawn(
       'ip',
       ['netns', 'exec', this.ns(i), 'sh', '-c', `mount -t tmpfs tmpfs /run && mount --bind ${d}/lib /var/lib/corosync && exec corosync -f -c ${d}/corosync.conf`],
-      { stdio: ['ignore', out, out] },
+      { stdio: ['ignore', out, out], env: toolEnv },
     );
     fs.closeSync(out);
     this.corosyncs.set(i, track(proc));
@@ -122,7 +131,7 @@ export class CorosyncCluster {
   async waitCorosync(i: number, timeoutMs = 15000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const r = spawnSync('ip', ['netns', 'exec', this.ns(i), 'corosync-cmapctl', 'runtime.votequorum.this_node_id'], { encoding: 'utf8' });
+      const r = spawnSync('ip', ['netns', 'exec', this.ns(i), 'corosync-cmapctl', 'runtime.votequorum.this_node_id'], { encoding: 'utf8', env: toolEnv });
       if (r.status === 0) return;
       if (Date.now() > deadline) throw new Error(`corosync ${i} did not come up: ${r.stderr}`);
       await sleep(100);
@@ -138,8 +147,8 @@ export class CorosyncCluster {
     const err = fs.openSync(path.join(this.dir, `n${i}-run${runs.length - 1}.stderr`), 'a');
     const proc = spawn(
       'ip',
-      ['netns', 'exec', this.ns(i), process.execPath, '--import', 'tsx', nodeScript, String(i), this.group, String(this.port), log],
-      { stdio: ['pipe', 'pipe', err], cwd: root },
+      ['netns', 'exec', this.ns(i), ...nodeEnv, process.execPath, '--import', 'tsx', nodeScript, String(i), this.group, String(this.port), log],
+      { stdio: ['pipe', 'pipe', err], cwd: root, env: toolEnv },
     );
     fs.closeSync(err);
     this.services.set(i, track(proc));
