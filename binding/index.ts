@@ -5,7 +5,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import load = require('node-gyp-build');
-import { LoadError } from '../lib/errors';
 
 /** Options as the native engine reads them (validated by lib/ first). */
 export interface NativeOptions {
@@ -173,7 +172,8 @@ export function loadBinding(): NativeBinding {
     const override = process.env.LOWCOMMS_ADDON_PATH;
     cached = (override ? require(path.resolve(override)) : load(packageRoot())) as NativeBinding;
   } catch (err) {
-    throw new LoadError(
+    // A plain Error: lib/native.ts wraps it in lib's LoadError (binding/ sits below lib).
+    throw new Error(
       'the lowcomms native addon is not built for this platform: run `npm run build:native` ' +
         '(needs cmake and a C++ compiler) or install a package with prebuilds/',
       { cause: err },

@@ -6,7 +6,7 @@
 import { createHmac } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
-  loadBinding,
+  type NativeBinding,
   type NativeEngine,
   type NativeEvent,
   type NativeNodeStats,
@@ -28,6 +28,7 @@ import {
   UnknownNodeError,
 } from './errors';
 import { MessageBatch, type DlmMessage } from './message';
+import { native } from './native';
 import { formatMetrics, type MetricsOptions } from './metrics';
 import { NodeTable, type NodeConfig } from './nodetable';
 import { Sender } from './sender';
@@ -345,7 +346,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
         this.authKey = await this.clusterKey.bytes();
         if (this.state !== 'starting') throw new StateError('close() was called while start() derived the auth key');
       }
-      const binding = loadBinding();
+      const binding = native();
       const transport = this.resolveTransport(binding);
       this.transportName = transport;
       const engine = new binding.Engine(
@@ -606,7 +607,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     );
   }
 
-  private resolveTransport(binding: ReturnType<typeof loadBinding>): TransportName {
+  private resolveTransport(binding: NativeBinding): TransportName {
     const want = this.opts.transport ?? 'tcp';
     const family = this.nodes.family ?? 4;
     if (want === 'tcp') return 'tcp';
