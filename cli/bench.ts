@@ -10,8 +10,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadBinding } from '../../binding';
-import type { LowcommsOptions, TransportName } from '../lowcomms';
+import { sctpAvailable, type LowcommsOptions, type TransportName } from '../lib';
 import { cPingpong, netbenchConcat, netPingpong, pingpongPath, rawtcp, rawtcpPath, type BaselineResult } from './baselines';
 import type { NodeRequest, PingReport, SinkReport, StreamReport } from './bench-node';
 
@@ -400,7 +399,7 @@ function runInUml(o: BenchOptions, transports: TransportName[], progress: Progre
 
 export async function runBench(o: BenchOptions, progress: Progress, main: string): Promise<BenchResult> {
   const kernel: 'host' | 'uml' = process.env.LOWCOMMS_UML === '1' ? 'uml' : 'host';
-  const hostSctp = loadBinding().sctpAvailable(4).ok;
+  const hostSctp = sctpAvailable(4).ok;
   const local = o.transports.filter((t) => t === 'tcp' || hostSctp);
   const wantUml = !o.inner && o.uml && !hostSctp && o.transports.includes('sctp');
   const modes = o.auth ? [false, true] : [false];

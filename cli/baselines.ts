@@ -3,13 +3,13 @@
  * - netbench-concat: what a Node user would write instead: node:net, one connection, the
  *   application batching 256 messages per write with Buffer.concat, framed by the same
  *   16-byte header, NODELAY (the logic of the team's baseline/netbench.mjs);
- * - rawtcp: a C program close to the loopback limit (lib/cli/rawtcp.c), when a C
+ * - rawtcp: a C program close to the loopback limit (cli/rawtcp.c), when a C
  *   compiler is present;
  * - net-pingpong: the round trip a Node user gets from node:net: this process writes one
  *   framed message, an echo server in a child process (`lowcomms __net-echo`) writes it
  *   back, NODELAY on both sides;
  * - c-pingpong: the same between two C processes with blocking read/write
- *   (lib/cli/pingpong.c, compiled on the spot like rawtcp).
+ *   (cli/pingpong.c, compiled on the spot like rawtcp).
  */
 import { execFileSync, fork, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -82,10 +82,10 @@ export function netbenchConcat(size: number, count: number): Promise<BaselineRes
 
 const compiled = new Map<string, string | null>();
 
-/** Compiles lib/cli/NAME.c once per process (null when there is no C compiler). */
+/** Compiles cli/NAME.c once per process (null when there is no C compiler). */
 function compileC(packageRoot: string, name: string): string | null {
   if (compiled.has(name)) return compiled.get(name)!;
-  const src = path.join(packageRoot, 'lib', 'cli', `${name}.c`);
+  const src = path.join(packageRoot, 'cli', `${name}.c`);
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), `lowcomms-${name}-`)), name);
   let bin: string | null = null;
   try {
