@@ -118,7 +118,6 @@ class Lowcomms {
   size_t rx_pending_bytes() const { return rx_pending_.load(); }
   uint16_t bound_port() const { return bound_port_; }
   uint64_t incarnation() const { return incarnation_; }
-  const Config& config() const { return cfg_; }
 
  private:
   using ConnPtr = std::shared_ptr<Connection>;
