@@ -25,25 +25,36 @@ export interface BaselineResult {
   messages: number;
 }
 
+const HDR = 16;
+
+/**
+ * Calls `frame` with every whole framed message (16-byte header, h_length at byte 12)
+ * the socket delivers, carrying a partial one over to the next read: the framing code
+ * a node:net user writes.
+ */
+function onFrames(sock: net.Socket, frame: (f: Buffer) => void): void {
+  let pending: Buffer = Buffer.alloc(0);
+  sock.on('data', (chunk: Buffer) => {
+    const buf = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+    let off = 0;
+    while (buf.length - off >= HDR) {
+      const len = buf.readUInt16LE(off + 12);
+      if (buf.length - off < len) break;
+      frame(buf.subarray(off, off + len));
+      off += len;
+    }
+    pending = buf.subarray(off);
+  });
+}
+
 /** node:net with hand batching, in this process: a server counts framed messages. */
 export function netbenchConcat(size: number, count: number): Promise<BaselineResult> {
-  const HDR = 16;
   return new Promise((resolve, reject) => {
     let t0 = 0;
     const server = net.createServer((sock) => {
-      let pending: Buffer = Buffer.alloc(0);
       let seen = 0;
-      sock.on('data', (chunk: Buffer) => {
-        const buf = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-        let off = 0;
-        while (buf.length - off >= HDR) {
-          const len = buf.readUInt16LE(off + 12);
-          if (buf.length - off < len) break;
-          off += len;
-          seen++;
-        }
-        pending = buf.subarray(off);
-        if (seen === count) {
+      onFrames(sock, () => {
+        if (++seen === count) {
           const seconds = (performance.now() - t0) / 1000;
           sock.end();
           server.close();
@@ -112,38 +123,32 @@ export interface PingBaselineResult {
 const pctOf = (sorted: number[], p: number) =>
   sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]! : 0;
 
-/** Two C processes, blocking read/write: the loopback round-trip floor. */
-export function cPingpong(binary: string, size: number, count: number): Promise<PingBaselineResult> {
+/** Runs one of the C baselines and parses its one line of output. */
+function runC(binary: string, size: number, count: number, line: RegExp): Promise<RegExpMatchArray> {
   return new Promise((resolve, reject) => {
     const p = spawn(binary, [String(size), String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.on('error', reject);
     p.on('exit', (code) => {
-      const m = out.match(/p50=([\d.]+) p99=([\d.]+)/);
-      if (code !== 0 || !m) return reject(new Error(`pingpong exited ${code}: ${out}`));
-      resolve({ name: 'c-pingpong', size, count, rttP50Us: Number(m[1]), rttP99Us: Number(m[2]) });
+      const m = out.match(line);
+      if (code !== 0 || !m) return reject(new Error(`${path.basename(binary)} exited ${code}: ${out}`));
+      resolve(m);
     });
   });
 }
 
+/** Two C processes, blocking read/write: the loopback round-trip floor. */
+export async function cPingpong(binary: string, size: number, count: number): Promise<PingBaselineResult> {
+  const m = await runC(binary, size, count, /p50=([\d.]+) p99=([\d.]+)/);
+  return { name: 'c-pingpong', size, count, rttP50Us: Number(m[1]), rttP99Us: Number(m[2]) };
+}
+
 /** The echo side of net-pingpong, in its own process: every whole frame goes straight back. */
 export function netEchoMain(): void {
-  const HDR = 16;
   const server = net.createServer((sock) => {
     sock.setNoDelay(true);
-    let pending: Buffer = Buffer.alloc(0);
-    sock.on('data', (chunk: Buffer) => {
-      const buf = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-      let off = 0;
-      while (buf.length - off >= HDR) {
-        const len = buf.readUInt16LE(off + 12);
-        if (buf.length - off < len) break;
-        sock.write(buf.subarray(off, off + len));
-        off += len;
-      }
-      pending = buf.subarray(off);
-    });
+    onFrames(sock, (f) => sock.write(f));
     sock.on('error', () => undefined);
   });
   server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as net.AddressInfo).port }));
@@ -189,16 +194,7 @@ export function netPingpong(main: string, size: number, count: number): Promise<
   });
 }
 
-export function rawtcp(binary: string, size: number, count: number): Promise<BaselineResult> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(binary, [String(size), String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.on('error', reject);
-    p.on('exit', (code) => {
-      const m = out.match(/msgs_per_s=(\d+) seconds=([\d.]+)/);
-      if (code !== 0 || !m) return reject(new Error(`rawtcp exited ${code}: ${out}`));
-      resolve({ name: 'rawtcp', size, msgsPerSec: Number(m[1]), seconds: Number(m[2]), messages: count });
-    });
-  });
+export async function rawtcp(binary: string, size: number, count: number): Promise<BaselineResult> {
+  const m = await runC(binary, size, count, /msgs_per_s=(\d+) seconds=([\d.]+)/);
+  return { name: 'rawtcp', size, msgsPerSec: Number(m[1]), seconds: Number(m[2]), messages: count };
 }
