@@ -821,7 +821,7 @@ class BatchQueue implements AsyncIterableIterator<DlmMessage> {
   }
 }
 
-/** The receive rules (kernel-dlm.md §1.6) deliver DLM_MSG and DLM_RCOM only. */
+/** The receive rules (docs/protocol.md) deliver DLM_MSG and DLM_RCOM only. */
 function checkCmd(cmd: number): void {
   if (cmd !== DLM_MSG && cmd !== DLM_RCOM)
     throw new MessageError(`h_cmd ${cmd}: only DLM_MSG (1) and DLM_RCOM (2) carry application messages`);
