@@ -2,9 +2,11 @@
  * One source of truth across the JS/native boundary: the option defaults live in lib
  * alone (the native engine refuses an options object with any key missing), and the
  * stats schema the addon returns is exactly the one binding/index.ts declares and lib
- * passes on.
+ * passes on. binding/ throws plain errors; lib turns them into its own classes.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { test } from 'node:test';
 import { loadBinding, NATIVE_NODE_STATS_KEYS, NATIVE_STATS_KEYS, type NativeOptions } from '../binding';
 import { Lowcomms, OPTION_DEFAULTS as D } from '../lib';
@@ -74,4 +76,21 @@ test('stats(): the addon returns exactly the keys binding/index.ts declares, and
     assert.equal(typeof v, want, `nodes[].${k}`);
   }
   assert.match(s.incarnation, /^[0-9a-f]{16}$/);
+});
+
+test('an addon that will not load is a LoadError from lib (binding/ itself throws a plain Error)', () => {
+  const lib = path.join(__dirname, '..', 'lib', 'index.ts');
+  const code = `
+    const { sctpAvailable, Lowcomms, LoadError } = require(${JSON.stringify(lib)});
+    let a; try { sctpAvailable(4); } catch (e) { a = e; }
+    const c = new Lowcomms({ nodeid: 1, nodes: [{ nodeid: 1, addrs: ['127.0.0.1'] }], port: 1 });
+    c.start().then(() => process.exit(3), (b) => {
+      console.log(JSON.stringify([a instanceof LoadError, a.code, b instanceof LoadError, /not built/.test(b.message), a.cause instanceof Error]));
+    });`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', code], {
+    encoding: 'utf8',
+    env: { ...process.env, LOWCOMMS_ADDON_PATH: '/nonexistent/lowcomms.node' },
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), [true, 'ERR_LOWCOMMS_LOAD', true, true, true]);
 });
