@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { loadBinding, NATIVE_NODE_STATS_KEYS, NATIVE_STATS_KEYS, type NativeOptions } from '../binding';
@@ -93,4 +94,23 @@ test('an addon that will not load is a LoadError from lib (binding/ itself throw
   });
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), [true, 'ERR_LOWCOMMS_LOAD', true, true, true]);
+});
+
+test("README's option defaults are OPTION_DEFAULTS", () => {
+  const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
+  const row = (opt: string) => readme.match(new RegExp('^\\| `' + opt.replace('.', '\\.') + '` \\| ([^|]+) \\|', 'm'))?.[1]?.trim();
+  const mib = (n: number) => `${n / 2 ** 20} MiB`;
+  assert.equal(row('port'), String(D.port));
+  assert.equal(row('batching.entryBytes'), `${D.entryBytesTcp} (TCP), ${D.entryBytesSctp} (SCTP)`);
+  assert.equal(row('limits.maxNodeBytes'), mib(D.maxNodeBytes));
+  assert.equal(row('limits.maxRxPendingBytes'), mib(D.maxRxPendingBytes));
+  assert.equal(row('tcpUserTimeoutMs'), String(D.tcpUserTimeoutMs));
+  assert.equal(row('connectRetryMaxMs'), String(D.connectRetryMaxMs));
+  assert.equal(row('ackDelayMs'), String(D.ackDelayMs));
+  assert.equal(row('protocol'), `\`'${D.protocol}'\``);
+  const sctp = readme.slice(readme.indexOf('SCTP defaults fail over'), readme.indexOf('`SCTP_NODELAY` on.'));
+  for (const k of ['rtoInitialMs', 'rtoMinMs', 'rtoMaxMs', 'heartbeatMs', 'pathMaxRetrans', 'pfRetrans', 'assocMaxRetrans'] as const)
+    assert.match(sctp, new RegExp('`' + k + '` ' + D.sctp[k] + '\\b'), `README: sctp.${k}`);
+  assert.match(sctp, new RegExp('`sndbuf`/`rcvbuf` ' + mib(D.sctp.sndbuf)));
+  assert.equal(D.sctp.sndbuf, D.sctp.rcvbuf);
 });
