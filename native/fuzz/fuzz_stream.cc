@@ -11,7 +11,7 @@
 //    peer's FIN) from a session that starts next to the 2^32 sequence wrap, and of events
 //    between frames, as the engine's other threads cause them (the application consumes
 //    some of what was delivered, the idle-ACK timer, our FIN acked, an active close, a
-//    send). A model written from the protocol (kernel-dlm.md §3.3/§3.4 and the rule that
+//    send). A model written from the protocol (docs/protocol.md, "midcomms 3.2", and the rule that
 //    an ACK covers a message only once the application consumed it) runs beside the
 //    engine, with the engine's caller (Lowcomms::rx_process, release(), rx_idle_acks)
 //    modelled around MidcommsNode. Checked: the delivered bytes, exactly, in order; for

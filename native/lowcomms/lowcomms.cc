@@ -436,7 +436,7 @@ void Lowcomms::start() {
   }
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.u64 = 0;
+  ev.data.u64 = kWakeKey;
   epoll_ctl(tx_epoll_.get(), EPOLL_CTL_ADD, tx_wake_.fd(), &ev);
   epoll_ctl(rx_epoll_.get(), EPOLL_CTL_ADD, rx_wake_.fd(), &ev);
 

@@ -16,6 +16,7 @@
 #include <vector>
 #include "lowcomms/config.h"
 #include "lowcomms/connection.h"
+#include "lowcomms/epoll_keys.h"
 #include "lowcomms/sink.h"
 #include "util/clock.h"
 #include "util/unique_fd.h"
@@ -118,7 +119,6 @@ class Lowcomms {
   size_t rx_pending_bytes() const { return rx_pending_.load(); }
   uint16_t bound_port() const { return bound_port_; }
   uint64_t incarnation() const { return incarnation_; }
-  const Config& config() const { return cfg_; }
 
  private:
   using ConnPtr = std::shared_ptr<Connection>;
@@ -278,7 +278,7 @@ class Lowcomms {
   // Associations we aborted whose COMM_LOST is not read yet: what is still queued for
   // them is stale and must not bring them back (rx thread only; bounded, oldest first out).
   std::deque<int32_t> sctp_aborted_;
-  std::atomic<uint64_t> next_sock_id_{16};  // below 16: reserved epoll keys
+  std::atomic<uint64_t> next_sock_id_{kFirstSocketId};  // epoll_keys.h
   std::unique_ptr<Batch> batch_;
   std::atomic<size_t> rx_pending_{0};
   bool rx_paused_ = false;

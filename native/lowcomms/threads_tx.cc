@@ -13,7 +13,6 @@
 namespace lowcomms {
 
 namespace {
-constexpr uint64_t kSctpKey = ~uint64_t(0);
 constexpr int64_t kMs = 1000000;
 }  // namespace
 
@@ -45,7 +44,7 @@ void Lowcomms::tx_main() {
     work.clear();
     for (int i = 0; i < n; i++) {
       const uint64_t key = evs[i].data.u64;
-      if (key == 0) {
+      if (key == kWakeKey) {
         tx_wake_.drain();
       } else if (key == kSctpKey) {
         for (auto& c : all_connections()) {

@@ -14,7 +14,6 @@
 namespace lowcomms {
 
 namespace {
-constexpr uint64_t kListenKey = 1;
 constexpr size_t kRxBufBytes = 64 * 1024;
 constexpr size_t kMaxAcceptedPerNode = 4;  // stale othercons beyond this are closed
 constexpr int kReadsPerEvent = 4;

@@ -7,10 +7,8 @@
  * node answers on at least one address.
  */
 import net from 'node:net';
-import Table from 'cli-table3';
-import { loadBinding } from '../../binding';
-import { DLM_DEFAULT_PORT } from '../dlm';
-import { NodeTable } from '../nodetable';
+import { DLM_DEFAULT_PORT, NodeTable, sctpAvailable } from '../lib';
+import { renderTable, type Cell } from './table';
 
 export interface StatusOptions {
   config: string;
@@ -49,7 +47,7 @@ function probe(addr: string, port: number, timeoutMs: number): Promise<{ state: 
 
 export async function runStatus(o: StatusOptions): Promise<number> {
   const table = await NodeTable.load(o.config);
-  const sctp = loadBinding().sctpAvailable(table.family ?? 4);
+  const sctp = sctpAvailable(table.family ?? 4);
   const multihomed = [...table].some((n) => n.addrs.length > 1);
   const transport = sctp.ok && multihomed ? 'sctp' : 'tcp';
   const nodes: Array<{ nodeid: number; name?: string; reachable: boolean; addrs: AddrStatus[] }> = [];
@@ -84,17 +82,17 @@ export async function runStatus(o: StatusOptions): Promise<number> {
         (transport === 'tcp' && multihomed ? ' (nodes are multihomed but this kernel has no SCTP)' : '') +
         `; SCTP in this kernel: ${sctp.ok ? 'yes' : `no (errno ${sctp.errno}; run SCTP services with: npx lowcomms uml -- node app.js)`}`,
     );
-    const t = new Table({ head: ['nodeid', 'name', 'address', 'state', 'connect ms'], style: { head: [], border: [] } });
+    const rows: Cell[][] = [];
     for (const n of nodes)
       for (const a of n.addrs)
-        t.push([
+        rows.push([
           n.nodeid,
           n.name ?? '',
           a.addr,
           a.state + (a.detail && a.state !== 'ok' ? ` (${a.detail})` : ''),
           a.rttMs?.length ? a.rttMs.map((x) => x.toFixed(2)).join(' ') : '-',
         ]);
-    console.log(t.toString());
+    console.log(renderTable(['nodeid', 'name', 'address', 'state', 'connect ms'], rows));
     console.log(all ? 'every node is reachable' : `unreachable: ${nodes.filter((n) => !n.reachable).map((n) => n.nodeid).join(', ')}`);
   }
   return all ? 0 : 1;
