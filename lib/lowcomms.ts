@@ -77,6 +77,15 @@ export interface LowcommsOptions {
     entryBytes?: number;
     /** Default 'immediate'. */
     flush?: FlushPolicy;
+    /**
+     * With the 'immediate' policy on TCP: when a node's queue is empty and its socket
+     * writable, the thread that calls send() writes the message itself at the end of the
+     * tick (one non-blocking sendmsg) instead of waking the send thread, which saves a
+     * thread wake-up per direction of a request/response. The send thread still owns
+     * connecting, a full socket and everything one write did not take. Default true;
+     * false keeps every socket syscall off the JS thread.
+     */
+    directWrite?: boolean;
   };
   limits?: {
     /** Queued plus unacked bytes per node; past it send() returns false. Default 16 MiB. */
@@ -290,6 +299,8 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     const eb = opts.batching?.entryBytes;
     if (eb !== undefined && (positiveInt('batching.entryBytes', eb) < 4096 || eb > 1 << 20))
       throw new ConfigError('batching.entryBytes must be 4096..1048576 (an entry holds the largest message)');
+    const dw = opts.batching?.directWrite;
+    if (dw !== undefined && typeof dw !== 'boolean') throw new ConfigError(`batching.directWrite must be a boolean, got ${typeof dw}`);
     const f = opts.batching?.flush;
     if (f !== undefined && f !== 'immediate') {
       if (typeof f !== 'object') throw new ConfigError("batching.flush must be 'immediate' or { delayUs, minBytes }");
@@ -633,8 +644,8 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       entryBytes: o.batching?.entryBytes ?? (transport === 'sctp' ? 65536 : 4096),
       flush:
         f === 'immediate'
-          ? { immediate: true, delayUs: 0, minBytes: 0 }
-          : { immediate: false, delayUs: f.delayUs, minBytes: f.minBytes ?? 0xffffffff },
+          ? { immediate: true, delayUs: 0, minBytes: 0, direct: o.batching?.directWrite ?? true }
+          : { immediate: false, delayUs: f.delayUs, minBytes: f.minBytes ?? 0xffffffff, direct: false },
       maxNodeBytes: o.limits?.maxNodeBytes ?? 16 << 20,
       maxRxPendingBytes: o.limits?.maxRxPendingBytes ?? 8 << 20,
       kernelMinimums: o.kernelMinimums ?? false,

@@ -127,6 +127,7 @@ Config parse_config(const Napi::Object& o) {
     c.flush.immediate = get_bool(f, "immediate", true);
     c.flush.delay_us = get_u32(f, "delayUs", 0);
     c.flush.min_bytes = get_u32(f, "minBytes", 0);
+    c.flush.direct = get_bool(f, "direct", true);
   }
   c.max_node_bytes = size_t(get_num(o, "maxNodeBytes", double(c.max_node_bytes)));
   c.max_rx_pending_bytes = size_t(get_num(o, "maxRxPendingBytes", double(c.max_rx_pending_bytes)));

@@ -229,7 +229,7 @@ Lowcomms::SubmitResult Lowcomms::submit(const uint8_t* p, size_t len) {
   std::unique_lock<std::mutex> lk;
   auto done_with_node = [&] {
     if (lk.owns_lock()) lk.unlock();
-    if (wake && c) kick_tx(c);
+    if (wake && c) tx_direct(c);
     wake = false;
   };
   size_t off = 0;
