@@ -414,7 +414,11 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     return sender.stage(nodeid, m.lockspace, m.cmd, body, false);
   }
 
-  /** Hands what send() staged to the native layer now (it happens at the end of each tick anyway). */
+  /**
+   * Hands what send() staged to the native layer now (it happens at the end of each tick
+   * anyway). With batching.directWrite (the default, TCP), an idle node's messages are
+   * written here with one non-blocking sendmsg; it never waits.
+   */
   flush(): void {
     this.sender?.flush();
   }
