@@ -10,6 +10,12 @@
 
 namespace lowcomms {
 
+namespace {
+// Larger runs go to the send thread: a stream goes faster with its syscalls on another
+// CPU while the JS thread goes on producing (docs/performance.md, section 4).
+constexpr size_t kDirectMaxBytes = 16 * 1024;
+}  // namespace
+
 void Lowcomms::tx_direct(const ConnPtr& c) {
   if (cfg_.transport != Transport::kTcp || !cfg_.flush.direct || !cfg_.flush.immediate || c->tx_pending) {
     kick_tx(c);
@@ -22,6 +28,14 @@ void Lowcomms::tx_direct(const ConnPtr& c) {
     if (lk.owns_lock()) lk.unlock();
     kick_tx(c);
     return;
+  }
+  {
+    std::lock_guard q(c->mu);
+    if (c->wq.unsent_bytes() > kDirectMaxBytes) {
+      lk.unlock();
+      kick_tx(c);
+      return;
+    }
   }
   int err = 0;
   switch (tcp_send_round(c, &err)) {
