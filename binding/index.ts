@@ -13,7 +13,7 @@ export interface NativeOptions {
   port: number;
   mark?: number;
   entryBytes: number;
-  flush: { immediate: boolean; delayUs: number; minBytes: number };
+  flush: { immediate: boolean; delayUs: number; minBytes: number; direct: boolean };
   maxNodeBytes: number;
   maxRxPendingBytes: number;
   kernelMinimums: boolean;

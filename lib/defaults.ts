@@ -13,6 +13,8 @@ export const OPTION_DEFAULTS = deepFreeze({
   entryBytesTcp: 4096,
   /** SCTP: an entry is one SCTP message; 64 KiB costs the stack 16x fewer messages than a page. */
   entryBytesSctp: 65536,
+  /** TCP, 'immediate' flush: the end-of-tick flush may write an idle node's messages itself. */
+  directWrite: true,
   maxNodeBytes: 16 << 20,
   maxRxPendingBytes: 8 << 20,
   protocol: '3.2' as '3.1' | '3.2',

@@ -86,6 +86,15 @@ export interface LowcommsOptions {
     entryBytes?: number;
     /** Default 'immediate'. */
     flush?: FlushPolicy;
+    /**
+     * With the 'immediate' policy on TCP: when a node's queue is empty and its socket
+     * writable, the thread that calls send() writes the message itself at the end of the
+     * tick (one non-blocking sendmsg) instead of waking the send thread, which saves a
+     * thread wake-up per direction of a request/response. The send thread still owns
+     * connecting, a full socket and everything one write did not take. Default true;
+     * false keeps every socket syscall off the JS thread.
+     */
+    directWrite?: boolean;
   };
   limits?: {
     /** Queued plus unacked bytes per node; past it send() returns false. Default 16 MiB. */
@@ -284,6 +293,8 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     const eb = opts.batching?.entryBytes;
     if (eb !== undefined && (positiveInt('batching.entryBytes', eb) < 4096 || eb > 1 << 20))
       throw new ConfigError('batching.entryBytes must be 4096..1048576 (an entry holds the largest message)');
+    const dw = opts.batching?.directWrite;
+    if (dw !== undefined && typeof dw !== 'boolean') throw new ConfigError(`batching.directWrite must be a boolean, got ${typeof dw}`);
     const f = opts.batching?.flush;
     if (f !== undefined && f !== 'immediate') {
       if (typeof f !== 'object') throw new ConfigError("batching.flush must be 'immediate' or { delayUs, minBytes }");
@@ -397,7 +408,11 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     return sender.stage(nodeid, m.lockspace, m.cmd, body, false);
   }
 
-  /** Hands what send() staged to the native layer now (it happens at the end of each tick anyway). */
+  /**
+   * Hands what send() staged to the native layer now (it happens at the end of each tick
+   * anyway). With batching.directWrite (the default, TCP), an idle node's messages are
+   * written here with one non-blocking sendmsg; it never waits.
+   */
   flush(): void {
     this.sender?.flush();
   }
@@ -622,8 +637,8 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       entryBytes: o.batching?.entryBytes ?? (transport === 'sctp' ? D.entryBytesSctp : D.entryBytesTcp),
       flush:
         f === 'immediate'
-          ? { immediate: true, delayUs: 0, minBytes: 0 }
-          : { immediate: false, delayUs: f.delayUs, minBytes: f.minBytes ?? 0xffffffff },
+          ? { immediate: true, delayUs: 0, minBytes: 0, direct: o.batching?.directWrite ?? D.directWrite }
+          : { immediate: false, delayUs: f.delayUs, minBytes: f.minBytes ?? 0xffffffff, direct: false },
       maxNodeBytes: o.limits?.maxNodeBytes ?? D.maxNodeBytes,
       maxRxPendingBytes: o.limits?.maxRxPendingBytes ?? D.maxRxPendingBytes,
       kernelMinimums: o.kernelMinimums ?? false,

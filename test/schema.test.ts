@@ -19,7 +19,7 @@ const full = (): NativeOptions => ({
   transport: 'tcp',
   port: D.port,
   entryBytes: D.entryBytesTcp,
-  flush: { immediate: true, delayUs: 0, minBytes: 0 },
+  flush: { immediate: true, delayUs: 0, minBytes: 0, direct: D.directWrite },
   maxNodeBytes: D.maxNodeBytes,
   maxRxPendingBytes: D.maxRxPendingBytes,
   kernelMinimums: false,

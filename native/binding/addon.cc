@@ -138,6 +138,7 @@ Config parse_config(const Napi::Object& o) {
   c.flush.immediate = need_bool(f, "flush.", "immediate");
   c.flush.delay_us = need_u32(f, "flush.", "delayUs");
   c.flush.min_bytes = need_u32(f, "flush.", "minBytes");
+  c.flush.direct = need_bool(f, "flush.", "direct");
   c.max_node_bytes = size_t(need_num(o, "", "maxNodeBytes"));
   c.max_rx_pending_bytes = size_t(need_num(o, "", "maxRxPendingBytes"));
   c.kernel_minimums = need_bool(o, "", "kernelMinimums");

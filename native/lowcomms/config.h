@@ -16,6 +16,9 @@ struct FlushPolicy {
   bool immediate = true;
   uint32_t delay_us = 0;
   uint32_t min_bytes = 0;
+  // Immediate only: the caller's thread may write a node's first queued bytes itself
+  // (tx_direct.cc) instead of waking the send thread.
+  bool direct = true;
 };
 
 struct SctpTuning {
