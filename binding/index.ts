@@ -5,7 +5,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import load = require('node-gyp-build');
-import { LoadError } from '../lib/errors';
 
 /** Options as the native engine reads them (validated by lib/ first). */
 export interface NativeOptions {
@@ -14,7 +13,7 @@ export interface NativeOptions {
   port: number;
   mark?: number;
   entryBytes: number;
-  flush: { immediate: boolean; delayUs: number; minBytes: number };
+  flush: { immediate: boolean; delayUs: number; minBytes: number; direct: boolean };
   maxNodeBytes: number;
   maxRxPendingBytes: number;
   kernelMinimums: boolean;
@@ -96,17 +95,44 @@ export interface NativeNodeStats {
 }
 
 export interface NativeStats {
+  /** Connections or associations refused because their address belongs to no node. */
   rejected: number;
   accepts: number;
+  /** Connections refused because the peer failed the authentication handshake. */
   authFailures: number;
+  /**
+   * SCTP: messages still queued for an association we had just aborted (a kill, a bad
+   * frame, a failed handshake) when we read them. Dropped: their sender resends them.
+   */
   staleDropped: number;
+  /** Crossings into JavaScript (one per batch of messages). */
   batches: number;
+  /** Times the receive thread stopped reading because the application fell behind. */
   rxPaused: number;
   rxPendingBytes: number;
   /** Our incarnation (16 hex digits), chosen at start(). */
   incarnation: string;
   nodes: NativeNodeStats[];
 }
+
+/**
+ * The stats schema as data: the compiler holds these tables to exactly the keys of the
+ * interfaces above, and test/schema.test.ts holds native/binding/addon.cc's stats() to
+ * exactly these keys, so the three cannot drift apart.
+ */
+export const NATIVE_STATS_KEYS = Object.keys({
+  rejected: 0, accepts: 0, authFailures: 0, staleDropped: 0, batches: 0, rxPaused: 0,
+  rxPendingBytes: 0, incarnation: 0, nodes: 0,
+} satisfies Record<keyof NativeStats, 0>);
+export const NATIVE_NODE_STATS_KEYS = Object.keys({
+  nodeid: 0, connected: 0, txMsgs: 0, txBytes: 0, txSyscalls: 0, rxMsgs: 0, rxBytes: 0,
+  connects: 0, disconnects: 0, connectErrors: 0, resent: 0, badFrames: 0, backpressure: 0,
+  acksSent: 0, droppedUnacked: 0, restarts: 0, desyncReports: 0, acksBackwards: 0,
+  kernel: 0, peerIncarnation: 0, queuedBytes: 0, heldBytes: 0, unacked: 0, seqSend: 0,
+  seqNext: 0, version: 0, state: 0, dupDropped: 0, gapDropped: 0, versionMismatch: 0,
+  badVersion: 0, skipped: 0, nodeidMismatch: 0, innerNodeidMismatch: 0, acksRcvd: 0,
+  badAcks: 0, finsRcvd: 0,
+} satisfies Record<keyof NativeNodeStats, 0>);
 
 export interface NativeEngine {
   addNode(nodeid: number, addrs: readonly string[], mark?: number, kernel?: boolean): void;
@@ -184,7 +210,6 @@ export type EventCallback = (ev: NativeEvent) => void;
 
 export interface NativeBinding {
   Engine: new (opts: NativeOptions, onBatch: BatchCallback, onEvent: EventCallback) => NativeEngine;
-  limits: { maxSocketBufsize: number; maxAppBufsize: number; optsLen: number; headerLen: number };
   /** Whether this kernel can open an SCTP one-to-many socket of the given family. */
   sctpAvailable(family: 4 | 6): { ok: boolean; errno: number };
   Membership: new (group: string, onEvent: (ev: NativeMembershipEvent) => void) => NativeMembership;
@@ -214,7 +239,8 @@ export function loadBinding(): NativeBinding {
     const override = process.env.LOWCOMMS_ADDON_PATH;
     cached = (override ? require(path.resolve(override)) : load(packageRoot())) as NativeBinding;
   } catch (err) {
-    throw new LoadError(
+    // A plain Error: lib/native.ts wraps it in lib's LoadError (binding/ sits below lib).
+    throw new Error(
       'the lowcomms native addon is not built for this platform: run `npm run build:native` ' +
         '(needs cmake and a C++ compiler) or install a package with prebuilds/',
       { cause: err },

@@ -17,6 +17,8 @@ export {
   type CloseResult,
 } from './lowcomms';
 export { MessageBatch, type DlmMessage } from './message';
+export { sctpAvailable } from './native';
+export { OPTION_DEFAULTS } from './defaults';
 export { NodeTable, normalizeAddress, MAX_ADDRS_PER_NODE, type NodeConfig, type LoadOptions } from './nodetable';
 export {
   formatMetrics,

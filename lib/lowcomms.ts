@@ -6,14 +6,15 @@
 import { createHmac } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
-  loadBinding,
+  type NativeBinding,
   type NativeEngine,
   type NativeEvent,
   type NativeNodeStats,
   type NativeOptions,
+  type NativeStats,
 } from '../binding';
 import { ClusterKey, type AuthOptions } from './authkey';
-import { DLM_DEFAULT_PORT, DLM_HEADER_LEN, DLM_MAX_APP_BUFSIZE, DLM_MSG, DLM_MSG_MIN_LEN, DLM_RCOM, DLM_RCOM_MIN_LEN } from './dlm';
+import { DLM_HEADER_LEN, DLM_MAX_APP_BUFSIZE, DLM_MSG, DLM_MSG_MIN_LEN, DLM_RCOM, DLM_RCOM_MIN_LEN } from './dlm';
 import {
   AddressInUseError,
   ConfigError,
@@ -28,12 +29,20 @@ import {
   UnknownNodeError,
 } from './errors';
 import { MessageBatch, type DlmMessage } from './message';
+import { OPTION_DEFAULTS as D } from './defaults';
+import { native } from './native';
 import { formatMetrics, type MetricsOptions } from './metrics';
 import { NodeTable, type NodeConfig } from './nodetable';
 import { Sender } from './sender';
 import { checkNodesOption, checkOptions, checkOutgoing } from './validate';
 
 export type TransportName = 'tcp' | 'sctp';
+
+/** stats() before start(): every counter zero, no incarnation yet. */
+const NO_STATS: NativeStats = {
+  rejected: 0, accepts: 0, authFailures: 0, staleDropped: 0, batches: 0, rxPaused: 0,
+  rxPendingBytes: 0, incarnation: '', nodes: [],
+};
 
 /** How the send thread batches: flush at every wake-up, or wait a little to fill entries. */
 export type FlushPolicy = 'immediate' | { delayUs: number; minBytes?: number };
@@ -77,6 +86,15 @@ export interface LowcommsOptions {
     entryBytes?: number;
     /** Default 'immediate'. */
     flush?: FlushPolicy;
+    /**
+     * With the 'immediate' policy on TCP: when a node's queue is empty and its socket
+     * writable, the thread that calls send() writes the message itself at the end of the
+     * tick (one non-blocking sendmsg) instead of waking the send thread, which saves a
+     * thread wake-up per direction of a request/response. The send thread still owns
+     * connecting, a full socket and everything one write did not take. Default true;
+     * false keeps every socket syscall off the JS thread.
+     */
+    directWrite?: boolean;
   };
   limits?: {
     /** Queued plus unacked bytes per node; past it send() returns false. Default 16 MiB. */
@@ -145,26 +163,11 @@ export interface PathStats {
   state: string;
 }
 
-export interface LowcommsStats {
+/** The native engine's counters (binding/index.ts NativeStats: one schema), and ours. */
+export interface LowcommsStats extends Omit<NativeStats, 'nodes'> {
   nodeid: number;
   transport: TransportName;
-  /** Connections or associations refused because their address belongs to no node. */
-  rejected: number;
-  /** Connections refused because the peer failed the authentication handshake. */
-  authFailures: number;
-  /**
-   * SCTP: messages still queued for an association we had just aborted (a kill, a bad
-   * frame, a failed handshake) when we read them. Dropped: their sender resends them.
-   */
-  staleDropped: number;
-  accepts: number;
-  /** Crossings into JavaScript (one per batch of messages). */
-  batches: number;
-  /** Times the receive thread stopped reading because the application fell behind. */
-  rxPaused: number;
-  rxPendingBytes: number;
-  /** This instance's incarnation (16 hex digits), chosen at start(); '' before. */
-  incarnation: string;
+  /** Every other node (never ourselves). */
   nodes: NodeStats[];
   /** SCTP: every path the kernel reported on, with its last state (empty for TCP). */
   paths: PathStats[];
@@ -290,6 +293,8 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     const eb = opts.batching?.entryBytes;
     if (eb !== undefined && (positiveInt('batching.entryBytes', eb) < 4096 || eb > 1 << 20))
       throw new ConfigError('batching.entryBytes must be 4096..1048576 (an entry holds the largest message)');
+    const dw = opts.batching?.directWrite;
+    if (dw !== undefined && typeof dw !== 'boolean') throw new ConfigError(`batching.directWrite must be a boolean, got ${typeof dw}`);
     const f = opts.batching?.flush;
     if (f !== undefined && f !== 'immediate') {
       if (typeof f !== 'object') throw new ConfigError("batching.flush must be 'immediate' or { delayUs, minBytes }");
@@ -345,7 +350,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
         this.authKey = await this.clusterKey.bytes();
         if (this.state !== 'starting') throw new StateError('close() was called while start() derived the auth key');
       }
-      const binding = loadBinding();
+      const binding = native();
       const transport = this.resolveTransport(binding);
       this.transportName = transport;
       const engine = new binding.Engine(
@@ -403,7 +408,11 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     return sender.stage(nodeid, m.lockspace, m.cmd, body, false);
   }
 
-  /** Hands what send() staged to the native layer now (it happens at the end of each tick anyway). */
+  /**
+   * Hands what send() staged to the native layer now (it happens at the end of each tick
+   * anyway). With batching.directWrite (the default, TCP), an idle node's messages are
+   * written here with one non-blocking sendmsg; it never waits.
+   */
   flush(): void {
     this.sender?.flush();
   }
@@ -491,19 +500,12 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
 
   stats(): LowcommsStats {
     this.sender?.flush();
-    const s = this.engine?.stats();
+    const { nodes, ...counters } = this.engine?.stats() ?? NO_STATS;
     return {
       nodeid: this.nodeid,
       transport: this.transportName ?? 'tcp',
-      rejected: s?.rejected ?? 0,
-      authFailures: s?.authFailures ?? 0,
-      staleDropped: s?.staleDropped ?? 0,
-      accepts: s?.accepts ?? 0,
-      batches: s?.batches ?? 0,
-      rxPaused: s?.rxPaused ?? 0,
-      rxPendingBytes: s?.rxPendingBytes ?? 0,
-      incarnation: s?.incarnation ?? '',
-      nodes: (s?.nodes ?? []).filter((n) => n.nodeid !== this.nodeid),
+      ...counters,
+      nodes: nodes.filter((n) => n.nodeid !== this.nodeid),
       paths: [...this.paths.values()].map((p) => ({ ...p })),
     };
   }
@@ -606,7 +608,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     );
   }
 
-  private resolveTransport(binding: ReturnType<typeof loadBinding>): TransportName {
+  private resolveTransport(binding: NativeBinding): TransportName {
     const want = this.opts.transport ?? 'tcp';
     const family = this.nodes.family ?? 4;
     if (want === 'tcp') return 'tcp';
@@ -623,38 +625,29 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
     const o = this.opts;
     const f = o.batching?.flush ?? 'immediate';
     const s = o.sctp ?? {};
+    const sctp: Required<SctpOptions> = { ...D.sctp };
+    for (const k of Object.keys(sctp) as Array<keyof SctpOptions>) sctp[k] = s[k] ?? sctp[k];
     return {
       nodeid: this.nodeid,
       transport,
-      port: o.port ?? DLM_DEFAULT_PORT,
+      port: o.port ?? D.port,
       ...(o.mark !== undefined ? { mark: o.mark } : {}),
       // SCTP: an entry is one SCTP message; 64 KiB of whole DLM messages per message
       // costs the SCTP stack 16x fewer messages than a page (measured: 0.3x -> 0.8x TCP).
-      entryBytes: o.batching?.entryBytes ?? (transport === 'sctp' ? 65536 : 4096),
+      entryBytes: o.batching?.entryBytes ?? (transport === 'sctp' ? D.entryBytesSctp : D.entryBytesTcp),
       flush:
         f === 'immediate'
-          ? { immediate: true, delayUs: 0, minBytes: 0 }
-          : { immediate: false, delayUs: f.delayUs, minBytes: f.minBytes ?? 0xffffffff },
-      maxNodeBytes: o.limits?.maxNodeBytes ?? 16 << 20,
-      maxRxPendingBytes: o.limits?.maxRxPendingBytes ?? 8 << 20,
+          ? { immediate: true, delayUs: 0, minBytes: 0, direct: o.batching?.directWrite ?? D.directWrite }
+          : { immediate: false, delayUs: f.delayUs, minBytes: f.minBytes ?? 0xffffffff, direct: false },
+      maxNodeBytes: o.limits?.maxNodeBytes ?? D.maxNodeBytes,
+      maxRxPendingBytes: o.limits?.maxRxPendingBytes ?? D.maxRxPendingBytes,
       kernelMinimums: o.kernelMinimums ?? false,
-      protocol: o.protocol ?? '3.2',
+      protocol: o.protocol ?? D.protocol,
       auth: this.clusterKey !== undefined,
-      tcpUserTimeoutMs: o.tcpUserTimeoutMs ?? 10_000,
-      connectRetryMaxMs: o.connectRetryMaxMs ?? 1000,
-      ackDelayMs: o.ackDelayMs ?? 20,
-      sctp: {
-        rtoInitialMs: s.rtoInitialMs ?? 300,
-        rtoMinMs: s.rtoMinMs ?? 100,
-        rtoMaxMs: s.rtoMaxMs ?? 1000,
-        heartbeatMs: s.heartbeatMs ?? 1000,
-        pathMaxRetrans: s.pathMaxRetrans ?? 2,
-        pfRetrans: s.pfRetrans ?? 0,
-        assocMaxRetrans: s.assocMaxRetrans ?? 10,
-        sndbuf: s.sndbuf ?? 4 << 20,
-        rcvbuf: s.rcvbuf ?? 4 << 20,
-        sackDelayMs: s.sackDelayMs ?? 0,
-      },
+      tcpUserTimeoutMs: o.tcpUserTimeoutMs ?? D.tcpUserTimeoutMs,
+      connectRetryMaxMs: o.connectRetryMaxMs ?? D.connectRetryMaxMs,
+      ackDelayMs: o.ackDelayMs ?? D.ackDelayMs,
+      sctp,
     };
   }
 
@@ -843,7 +836,7 @@ class BatchQueue implements AsyncIterableIterator<DlmMessage> {
   }
 }
 
-/** The receive rules (kernel-dlm.md §1.6) deliver DLM_MSG and DLM_RCOM only. */
+/** The receive rules (docs/protocol.md) deliver DLM_MSG and DLM_RCOM only. */
 function checkCmd(cmd: number): void {
   if (cmd !== DLM_MSG && cmd !== DLM_RCOM)
     throw new MessageError(`h_cmd ${cmd}: only DLM_MSG (1) and DLM_RCOM (2) carry application messages`);

@@ -13,9 +13,10 @@
  * CorosyncUnavailableError, naming the Debian packages.
  */
 import { EventEmitter } from 'node:events';
-import { loadBinding, type NativeCpgMember, type NativeMembership, type NativeMembershipEvent } from '../binding';
+import type { NativeCpgMember, NativeMembership, NativeMembershipEvent } from '../binding';
 import { ConfigError, CorosyncError, CorosyncUnavailableError, LowcommsError, StateError } from './errors';
 import type { Lowcomms } from './lowcomms';
+import { native } from './native';
 import { NodeTable, resolveNames, type LoadOptions, type NodeConfig } from './nodetable';
 
 /** Why a process joined or left a CPG group (cpg_reason_t). */
@@ -84,10 +85,7 @@ export interface MembershipEvents {
   error: [LowcommsError];
 }
 
-function binding() {
-  const b = loadBinding();
-  return b;
-}
+const binding = native;
 
 /** Maps the addon's {code: 'ENOCOROSYNC' | 'ECOROSYNC'} errors to typed ones. */
 function mapError(err: unknown): LowcommsError {

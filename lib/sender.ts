@@ -15,10 +15,6 @@ const RECORD_HEADER = 12;
 const FLAG_RAW = 1;
 const STAGING_BYTES = 256 * 1024;
 
-export interface StageResult {
-  ok: boolean; // false: over the node's limit, nothing staged
-}
-
 /** What the sender knows of one node between looks at the native side. */
 interface NodeSendState {
   /** Bytes held natively at the last look, plus what was staged since: only grows. */

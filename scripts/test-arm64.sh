@@ -2,7 +2,7 @@
 # Runs a test command on arm64 under qemu user-mode emulation, against the linux-arm64
 # prebuild as a user's arm64 host would load it:
 #   scripts/test-arm64.sh ARM64_NODE [NODE_ARGS...]
-#   scripts/test-arm64.sh            (a smoke test: load the addon, print its limits)
+#   scripts/test-arm64.sh            (a smoke test: load the addon, make an engine, probe SCTP)
 # 1. cross-builds prebuilds/linux-arm64 (scripts/prebuilds.sh arm64);
 # 2. registers qemu-aarch64 with binfmt_misc (as root) so that every arm64 process the
 #    tests start (node's test runner, peer processes) runs under qemu too;
@@ -52,6 +52,6 @@ echo "$prog: $("$node" --version) arm64 under $($qemu --version | head -n 1); no
 
 export PATH=${node%/*}:$PATH # a test's child `node` is the arm64 one too
 if [[ $# -eq 0 ]]; then
-	exec "$node" --import tsx -e 'import("./binding/index.ts").then((b) => console.log("limits", b.loadBinding().limits))'
+	exec "$node" --import tsx -e 'import("./binding/index.ts").then((m) => { const n = (m.loadBinding ? m : m.default).loadBinding(); if (typeof n.Engine !== "function") throw new Error("no Engine"); console.log("addon loaded; sctpAvailable(4):", n.sctpAvailable(4)); })'
 fi
 exec "$node" "$@"

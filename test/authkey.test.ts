@@ -90,7 +90,7 @@ test('close() while start() stretches the passphrase: start() rejects with State
 test('lowcomms keygen FILE writes 32 random bytes, mode 0600, never over an existing file', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcomms-keygen-'));
   try {
-    const main = path.join(__dirname, '..', 'lib', 'cli', 'main.ts');
+    const main = path.join(__dirname, '..', 'cli', 'main.ts');
     // Without the sanitizer preload of the ASan run: the CLI is plain JS.
     const env = { ...process.env, LD_PRELOAD: '' };
     const run = (file: string) => spawnSync(process.execPath, ['--import', 'tsx', main, 'keygen', file], { encoding: 'utf8', env });

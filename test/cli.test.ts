@@ -9,11 +9,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Lowcomms } from '../lib';
-import { aggregateBaselines, aggregateRuns, median, type BenchRun } from '../lib/cli/bench';
+import { aggregateBaselines, aggregateRuns, median, type BenchRun } from '../cli/bench';
+import { barChartSvg, tickStep } from '../cli/svg';
+import { renderTable } from '../cli/table';
 import { nodeList } from './helpers/cluster';
 import { testPort } from './helpers/transports';
 
-const main = path.join(__dirname, '..', 'lib', 'cli', 'main.ts');
+const main = path.join(__dirname, '..', 'cli', 'main.ts');
 const cli = (args: string[]) =>
   spawnSync(process.execPath, ['--import', 'tsx', main, ...args], { encoding: 'utf8', timeout: 120_000 });
 
@@ -57,6 +59,11 @@ test('bench --quick (TCP) writes verified runs and baselines in the JSON schema,
       }
     const page = fs.readFileSync(html, 'utf8');
     assert.ok(page.includes('<svg') && !/<script[^>]+src=/.test(page), 'charts inline, nothing fetched');
+    // Both charts, with a bar (and its value as the tooltip) for lowcomms and the baselines.
+    assert.equal(page.match(/<svg /g)?.length, 2);
+    assert.match(page, /<title>lowcomms tcp \(default\): [\d,]+<\/title>/);
+    assert.match(page, /<title>netbench-concat: [\d,]+<\/title>/);
+    assert.match(page, /<title>p50, 4072: [\d,.]+<\/title>/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -131,4 +138,35 @@ test('status: exit 0 when every node answers, 1 when one does not', async (t) =>
   assert.equal(rep.nodes.find((n) => n.nodeid === 2)!.addrs[0]!.state, 'refused');
   assert.equal(rep.nodes.find((n) => n.nodeid === 1)!.reachable, true);
   await a.close({ flush: false });
+});
+
+test('the CLI uses only the public API: every import from lib/ is lib/index, none from binding/', () => {
+  const dir = path.join(__dirname, '..', 'cli');
+  for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.ts'))) {
+    const src = fs.readFileSync(path.join(dir, f), 'utf8');
+    for (const m of src.matchAll(/from '([^']+)'/g)) {
+      const spec = m[1]!;
+      if (!spec.startsWith('.')) continue;
+      assert.ok(spec === '../lib' || /^\.\/[\w-]+$/.test(spec), `${f} imports ${spec}: the CLI may import only '../lib' and its own files`);
+    }
+  }
+});
+
+test('charts: bars scale within each panel, ticks are round, text is escaped; tables align', () => {
+  assert.equal(tickStep(41e6), 1e7);
+  assert.equal(tickStep(7.2), 2);
+  assert.equal(tickStep(0), 1);
+  const svg = barChartSvg({
+    title: 'a <b> & c',
+    yTitle: 'n',
+    rows: [{ panels: [{ title: 'p', groups: [{ label: 'g', bars: [{ key: 'x', value: 50 }, { key: 'y', value: 100 }] }] }] }],
+  });
+  assert.match(svg, /a &lt;b&gt; &amp; c/);
+  const heights = [...svg.matchAll(/<rect x="[\d.]+" y="[\d.]+" width="\d+" height="([\d.]+)" fill="[^"]+"><title>/g)].map((m) => Number(m[1]));
+  assert.equal(heights.length, 2);
+  assert.ok(Math.abs(heights[1]! - 2 * heights[0]!) < 0.2, `100 is twice as tall as 50: ${heights}`);
+  const t = renderTable(['a', 'long head'], [[1, 'x'], ['wide cell', 2]]).split('\n');
+  assert.equal(t.length, 6);
+  assert.ok(t.every((l) => l.length === t[0]!.length), 'every line as wide as the border');
+  assert.match(t[3]!, /^│ 1 {9}│ x {9}│$/);
 });

@@ -13,7 +13,7 @@ import { describe, test } from 'node:test';
 import { ConfigError, NodeTable, SctpUnavailableError } from '../lib';
 import { sctpAvailable } from './helpers/transports';
 
-const main = path.join(__dirname, '..', 'lib', 'cli', 'main.ts');
+const main = path.join(__dirname, '..', 'cli', 'main.ts');
 // tsx by absolute URL: the uml test runs the command from a directory without node_modules.
 const tsx = pathToFileURL(require.resolve('tsx')).href;
 const cli = (args: string[], cwd?: string) =>

@@ -1,5 +1,5 @@
 /**
- * midcomms 3.2 against a scripted raw peer (kernel-dlm.md §3): the DLM_FIN handshake
+ * midcomms 3.2 against a scripted raw peer (docs/protocol.md "midcomms 3.2"): the DLM_FIN handshake
  * (§3.6) in its active, simultaneous and passive forms, close() giving up on a silent
  * peer, and the ack thresholds (§3.3: an ACK at once past 256 in-order deliveries, and
  * one piggy-backed in front of our next send past 32).

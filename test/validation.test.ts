@@ -1,5 +1,5 @@
 /**
- * The receive validation rules (kernel-dlm.md §1.6) and our stricter checks, one test
+ * The receive validation rules (docs/protocol.md "Receive rules") and our stricter checks, one test
  * per rule. lowcomms is node 1; nodes 2, 3 and 4 are raw peers (test/helpers/rawpeer.ts).
  * Node 2 sends the frames under test; node 3 streams valid frames meanwhile, so every
  * test also shows that another node's traffic is unaffected; node 4 speaks DLM 3.1.

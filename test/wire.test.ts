@@ -1,7 +1,7 @@
 /**
  * The wire, byte for byte, against golden frames written from the spec
- * (kernel-dlm.md §1.2 header, §1.3 bodies, §1.4 DLM_OPTS, §3.2 send path, §3.3 ACK,
- * §3.5 version, §3.6 FIN, §8 what a 6.1 kernel put on the wire). Every golden frame is
+ * (docs/protocol.md: the wire format, midcomms 3.2's send path, ACK, version and FIN,
+ * and what a 6.1 kernel put on the wire). Every golden frame is
  * a hex literal with one comment per field; none is produced by our encoder.
  *
  * Encode: lowcomms (node 1 on 127.0.0.1) sends to node 2 and node 3, both played by

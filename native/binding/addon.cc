@@ -100,57 +100,66 @@ class JsSink : public Sink {
   std::once_flag released_;
 };
 
-uint32_t get_u32(const Napi::Object& o, const char* key, uint32_t def) {
+// Every option must be present: the defaults live in lib/defaults.ts alone, and a key
+// missing here is a bug in the layer above, not something to paper over.
+Napi::Value need(const Napi::Object& o, const std::string& where, const char* key, bool (Napi::Value::*is)() const,
+                 const char* type) {
   Napi::Value v = o.Get(key);
-  return v.IsNumber() ? v.As<Napi::Number>().Uint32Value() : def;
+  if (!(v.*is)())
+    throw Napi::TypeError::New(o.Env(), "Engine options: " + where + key + " missing or not a " + type);
+  return v;
 }
-bool get_bool(const Napi::Object& o, const char* key, bool def) {
-  Napi::Value v = o.Get(key);
-  return v.IsBoolean() ? v.As<Napi::Boolean>().Value() : def;
+uint32_t need_u32(const Napi::Object& o, const std::string& where, const char* key) {
+  return need(o, where, key, &Napi::Value::IsNumber, "number").As<Napi::Number>().Uint32Value();
 }
-double get_num(const Napi::Object& o, const char* key, double def) {
-  Napi::Value v = o.Get(key);
-  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : def;
+double need_num(const Napi::Object& o, const std::string& where, const char* key) {
+  return need(o, where, key, &Napi::Value::IsNumber, "number").As<Napi::Number>().DoubleValue();
+}
+bool need_bool(const Napi::Object& o, const std::string& where, const char* key) {
+  return need(o, where, key, &Napi::Value::IsBoolean, "boolean").As<Napi::Boolean>().Value();
+}
+std::string need_str(const Napi::Object& o, const std::string& where, const char* key) {
+  return need(o, where, key, &Napi::Value::IsString, "string").As<Napi::String>().Utf8Value();
+}
+Napi::Object need_obj(const Napi::Object& o, const char* key) {
+  return need(o, "", key, &Napi::Value::IsObject, "object").As<Napi::Object>();
 }
 
 Config parse_config(const Napi::Object& o) {
   Config c;
-  c.local_nodeid = get_u32(o, "nodeid", 0);
-  c.transport = o.Get("transport").ToString().Utf8Value() == "sctp" ? Transport::kSctp : Transport::kTcp;
-  c.port = uint16_t(get_u32(o, "port", 21064));
-  if (o.Get("mark").IsNumber()) {
+  c.local_nodeid = need_u32(o, "", "nodeid");
+  c.transport = need_str(o, "", "transport") == "sctp" ? Transport::kSctp : Transport::kTcp;
+  c.port = uint16_t(need_u32(o, "", "port"));
+  if (o.Get("mark").IsNumber()) {  // the one optional key: no SO_MARK unless given
     c.has_mark = true;
-    c.mark = get_u32(o, "mark", 0);
+    c.mark = o.Get("mark").As<Napi::Number>().Uint32Value();
   }
-  c.entry_bytes = get_u32(o, "entryBytes", c.entry_bytes);
-  if (o.Get("flush").IsObject()) {
-    Napi::Object f = o.Get("flush").As<Napi::Object>();
-    c.flush.immediate = get_bool(f, "immediate", true);
-    c.flush.delay_us = get_u32(f, "delayUs", 0);
-    c.flush.min_bytes = get_u32(f, "minBytes", 0);
-  }
-  c.max_node_bytes = size_t(get_num(o, "maxNodeBytes", double(c.max_node_bytes)));
-  c.max_rx_pending_bytes = size_t(get_num(o, "maxRxPendingBytes", double(c.max_rx_pending_bytes)));
-  c.kernel_minimums = get_bool(o, "kernelMinimums", false);
-  c.protocol31 = o.Get("protocol").IsString() && o.Get("protocol").ToString().Utf8Value() == "3.1";
-  c.auth = get_bool(o, "auth", false);
-  c.tcp_user_timeout_ms = get_u32(o, "tcpUserTimeoutMs", c.tcp_user_timeout_ms);
-  c.connect_retry_max_ms = get_u32(o, "connectRetryMaxMs", c.connect_retry_max_ms);
-  c.ack_delay_ms = get_u32(o, "ackDelayMs", c.ack_delay_ms);
-  if (o.Get("sctp").IsObject()) {
-    Napi::Object s = o.Get("sctp").As<Napi::Object>();
-    SctpTuning& t = c.sctp;
-    t.rto_initial_ms = get_u32(s, "rtoInitialMs", t.rto_initial_ms);
-    t.rto_min_ms = get_u32(s, "rtoMinMs", t.rto_min_ms);
-    t.rto_max_ms = get_u32(s, "rtoMaxMs", t.rto_max_ms);
-    t.hb_interval_ms = get_u32(s, "heartbeatMs", t.hb_interval_ms);
-    t.path_max_retrans = uint16_t(get_u32(s, "pathMaxRetrans", t.path_max_retrans));
-    t.pf_retrans = uint16_t(get_u32(s, "pfRetrans", t.pf_retrans));
-    t.assoc_max_retrans = uint16_t(get_u32(s, "assocMaxRetrans", t.assoc_max_retrans));
-    t.sndbuf = get_u32(s, "sndbuf", t.sndbuf);
-    t.rcvbuf = get_u32(s, "rcvbuf", t.rcvbuf);
-    t.sack_delay_ms = get_u32(s, "sackDelayMs", t.sack_delay_ms);
-  }
+  c.entry_bytes = need_u32(o, "", "entryBytes");
+  const Napi::Object f = need_obj(o, "flush");
+  c.flush.immediate = need_bool(f, "flush.", "immediate");
+  c.flush.delay_us = need_u32(f, "flush.", "delayUs");
+  c.flush.min_bytes = need_u32(f, "flush.", "minBytes");
+  c.flush.direct = need_bool(f, "flush.", "direct");
+  c.max_node_bytes = size_t(need_num(o, "", "maxNodeBytes"));
+  c.max_rx_pending_bytes = size_t(need_num(o, "", "maxRxPendingBytes"));
+  c.kernel_minimums = need_bool(o, "", "kernelMinimums");
+  c.protocol31 = need_str(o, "", "protocol") == "3.1";
+  c.auth = need_bool(o, "", "auth");
+  c.tcp_user_timeout_ms = need_u32(o, "", "tcpUserTimeoutMs");
+  c.connect_retry_max_ms = need_u32(o, "", "connectRetryMaxMs");
+  c.ack_delay_ms = need_u32(o, "", "ackDelayMs");
+  const Napi::Object s = need_obj(o, "sctp");
+  SctpTuning& t = c.sctp;
+  t.rto_initial_ms = need_u32(s, "sctp.", "rtoInitialMs");
+  t.rto_min_ms = need_u32(s, "sctp.", "rtoMinMs");
+  t.rto_max_ms = need_u32(s, "sctp.", "rtoMaxMs");
+  t.hb_interval_ms = need_u32(s, "sctp.", "heartbeatMs");
+  t.path_max_retrans = uint16_t(need_u32(s, "sctp.", "pathMaxRetrans"));
+  t.pf_retrans = uint16_t(need_u32(s, "sctp.", "pfRetrans"));
+  t.assoc_max_retrans = uint16_t(need_u32(s, "sctp.", "assocMaxRetrans"));
+  t.sndbuf = need_u32(s, "sctp.", "sndbuf");
+  t.rcvbuf = need_u32(s, "sctp.", "rcvbuf");
+  t.sack_delay_ms = need_u32(s, "sctp.", "sackDelayMs");
   return c;
 }
 
@@ -408,12 +417,6 @@ Napi::Value SctpAvailable(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", Engine::Define(env));
   exports.Set("sctpAvailable", Napi::Function::New<SctpAvailable>(env, "sctpAvailable"));
-  auto limits = Napi::Object::New(env);
-  limits.Set("maxSocketBufsize", Napi::Number::New(env, dlm::kMaxSocketBufsize));
-  limits.Set("maxAppBufsize", Napi::Number::New(env, dlm::kMaxAppBufsize));
-  limits.Set("optsLen", Napi::Number::New(env, dlm::kOptsLen));
-  limits.Set("headerLen", Napi::Number::New(env, dlm::kHeaderLen));
-  exports.Set("limits", limits);
   membership::Init(env, exports);
   return exports;
 }

@@ -1,4 +1,4 @@
-// Classifies one whole frame by the receive rules of kernel-dlm.md §1.6 (rules 4-6),
+// Classifies one whole frame by the receive rules of docs/protocol.md ("Receive rules" 2-5),
 // plus the inner/outer length cross-check the kernel lacks. Pure: no state, no I/O,
 // so that it can be fuzzed and tested byte for byte.
 #pragma once

@@ -1,5 +1,5 @@
-// Splits a received byte run into whole DLM messages by h_length (kernel-dlm.md §1.6
-// rules 1-3). A length outside [16, 4096] condemns the whole buffer: the caller closes
+// Splits a received byte run into whole DLM messages by h_length (docs/protocol.md,
+// "Receive rules", rule 1). A length outside [16, 4096] condemns the whole buffer: the caller closes
 // the connection. A trailing partial message is left for the next read.
 #pragma once
 #include <cstddef>

@@ -1,6 +1,6 @@
-// The DLM wire format (kernel-dlm.md §1): little-endian fields, 16-byte header whose
-// h_length frames the stream, the 24-byte DLM_OPTS wrapper of protocol 3.2.
-// Messages start at any byte offset, so every access is byte-wise.
+// The DLM wire format (docs/protocol.md, "The DLM wire format"): little-endian fields,
+// a 16-byte header whose h_length frames the stream, the 24-byte DLM_OPTS wrapper of
+// protocol 3.2. Messages start at any byte offset, so every access is byte-wise.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -11,7 +11,7 @@
 //    peer's FIN) from a session that starts next to the 2^32 sequence wrap, and of events
 //    between frames, as the engine's other threads cause them (the application consumes
 //    some of what was delivered, the idle-ACK timer, our FIN acked, an active close, a
-//    send). A model written from the protocol (kernel-dlm.md §3.3/§3.4 and the rule that
+//    send). A model written from the protocol (docs/protocol.md, "midcomms 3.2", and the rule that
 //    an ACK covers a message only once the application consumed it) runs beside the
 //    engine, with the engine's caller (Lowcomms::rx_process, release(), rx_idle_acks)
 //    modelled around MidcommsNode. Checked: the delivered bytes, exactly, in order; for
@@ -32,6 +32,8 @@
 #include "dlm/splitter.h"
 #include "fuzz/check.h"
 #include "midcomms/midcomms_node.h"
+#include "midcomms/midcomms_tx.h"
+#include "lowcomms/writequeue.h"
 
 using namespace lowcomms;
 
@@ -413,12 +415,36 @@ struct Model {
   }
 };
 
-// The engine side of the same: MidcommsNode with its caller's actions, observed.
+// The engine side of the same: MidcommsNode with its caller's actions, observed. ACKs
+// and our FIN are framed by the real send side (midcomms_tx) into a write queue and read
+// back off it: the value an ACK carries is the one on the wire.
+constexpr uint32_t kOurNodeid = 1;
+
 struct Engine {
   MidcommsNode& node;
   std::deque<Delivery> unconsumed;
   bool our_fin_out = false;
   uint32_t epoch_before = 0;
+  WriteQueue wq{4096};
+
+  // Everything queued since the last call, as it would go on the wire.
+  std::vector<uint8_t> take_written() {
+    std::vector<uint8_t> out;
+    iovec iov[64];
+    uint64_t gen;
+    int n;
+    while ((n = wq.gather(iov, 64, 1 << 20, &gen)) > 0) {
+      size_t bytes = 0;
+      for (int i = 0; i < n; i++) {
+        const auto* b = static_cast<const uint8_t*>(iov[i].iov_base);
+        out.insert(out.end(), b, b + iov[i].iov_len);
+        bytes += iov[i].iov_len;
+      }
+      wq.advance(bytes, gen);
+    }
+    wq.clear();
+    return out;
+  }
 
   void begin(Obs& o, char kind) {
     o.kind = kind;
@@ -426,8 +452,22 @@ struct Engine {
   }
   void queue_ack(Obs& o, bool all) {
     o.queued_ack = true;
-    o.queued_value = all ? node.seq_next() : node.ack_seq();
-    node.acked();
+    midcomms_tx::queue_ack(node, wq, kOurNodeid, all);
+    const std::vector<uint8_t> w = take_written();
+    FUZZ_CHECK(w.size() == dlm::kHeaderLen && w[dlm::kOffCmd] == dlm::kAck &&
+               dlm::get_le32(&w[dlm::kOffNodeid]) == kOurNodeid &&
+               dlm::get_le32(&w[dlm::kOffVersion]) == dlm::kVersion32 &&
+               dlm::get_le16(&w[dlm::kOffLength]) == dlm::kHeaderLen);
+    o.queued_value = dlm::get_le32(&w[dlm::kOffLockspaceOrSeq]);
+  }
+  // Our FIN: one DLM_OPTS frame with the next sequence number around a bare FIN header.
+  void queue_fin() {
+    const uint32_t seq = node.seq_send();
+    midcomms_tx::queue_fin(node, wq, kOurNodeid);
+    const std::vector<uint8_t> w = take_written();
+    FUZZ_CHECK(w.size() == dlm::kOptsLen + dlm::kHeaderLen && w[dlm::kOffCmd] == dlm::kOpts &&
+               dlm::get_le32(&w[dlm::kOffLockspaceOrSeq]) == seq && w[dlm::kOffNextcmd] == dlm::kFin &&
+               w[dlm::kOptsLen + dlm::kOffCmd] == dlm::kFin && node.seq_send() == seq + 1);
   }
   void reset() {
     node.reset();
@@ -467,7 +507,7 @@ struct Engine {
     // Lowcomms::rx_process's order: the ACK, our FIN, the reset.
     if (v.ack_now && !v.reset) queue_ack(o, false);
     if (v.send_fin) {
-      node.next_seq();
+      queue_fin();
       our_fin_out = true;
     }
     if (v.reset) {
@@ -512,7 +552,7 @@ struct Engine {
     begin(o, 'S');
     o.ret = node.start_close() ? 1 : 0;
     if (o.ret) {
-      node.next_seq();
+      queue_fin();
       our_fin_out = true;
     }
     observe(o);

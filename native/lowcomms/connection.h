@@ -83,14 +83,19 @@ struct Connection {
   // the peer, else an errno; -1 not known. The send thread takes it.
   std::atomic<int> assoc_down_err{-1};
 
-  // Send-thread state.
+  // Send-thread state, under tx_mu: the send thread holds it while it services the
+  // connection, and the caller's thread holds it for a direct write (Lowcomms::tx_direct),
+  // so that one thread at a time takes bytes from the queue and writes them.
+  std::mutex tx_mu;
   enum class TxState : uint8_t { kIdle, kConnecting, kAuthenticating, kConnected };
   // Written by the send thread only; atomic because stats() reads it on the JS thread.
   std::atomic<TxState> tx_state{TxState::kIdle};
   std::shared_ptr<Socket> sock;
-  bool writable = false;
-  int64_t retry_at_ns = 0;
-  int64_t flush_at_ns = 0;     // delayed-flush policy deadline, 0 when none
+  // Atomic: a direct write reads it, and the send thread's timer reads the deadlines
+  // of every connection without taking each tx_mu.
+  std::atomic<bool> writable{false};
+  std::atomic<int64_t> retry_at_ns{0};
+  std::atomic<int64_t> flush_at_ns{0};  // delayed-flush policy deadline, 0 when none
   uint32_t retries = 0;
   size_t addr_idx = 0;
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include "dlm/wire.h"
+#include "midcomms/midcomms_tx.h"
 #include "util/clock.h"
 
 namespace lowcomms {
@@ -165,48 +166,19 @@ void Lowcomms::kick_tx(const ConnPtr& c) {
 }
 
 void Lowcomms::queue_ack_locked(Connection& c, bool all) {
-  dlm::write_ack(c.wq.reserve(uint32_t(dlm::kHeaderLen)), all ? c.mc.seq_next() : c.mc.ack_seq(),
-                 cfg_.local_nodeid);
-  c.mc.acked();
+  midcomms_tx::queue_ack(c.mc, c.wq, cfg_.local_nodeid, all);
   c.ctr.acks_sent++;
 }
 
-void Lowcomms::queue_fin_locked(Connection& c) {
-  constexpr uint32_t len = uint32_t(dlm::kOptsLen + dlm::kHeaderLen);
-  uint8_t* p = c.wq.reserve(len);
-  const uint32_t seq = c.mc.next_seq();
-  dlm::write_opts(p, seq, cfg_.local_nodeid, uint16_t(dlm::kHeaderLen), dlm::kFin);
-  dlm::write_header(p + dlm::kOptsLen, dlm::kVersion32, 0, cfg_.local_nodeid,
-                    uint16_t(dlm::kHeaderLen), dlm::kFin);
-  c.wq.track_last(seq, len, true);
-}
+void Lowcomms::queue_fin_locked(Connection& c) { midcomms_tx::queue_fin(c.mc, c.wq, cfg_.local_nodeid); }
 
 int Lowcomms::enqueue_locked(Connection& c, uint32_t lockspace, uint8_t cmd, const uint8_t* body,
                              size_t body_len, bool* wake) {
-  const size_t inner_len = dlm::kHeaderLen + body_len;
-  if (!c.mc.can_send()) return kSendClosing;
-  // The stateless RCOMs travel unwrapped to a 3.2 peer, as the kernel sends them; a 3.1
-  // peer gets every message unwrapped. One shorter than a dlm_rcom would be skipped
-  // unwrapped by every receiver, so it goes wrapped (and sequenced) like any message.
-  const bool plain = c.mc.version() == PeerVersion::k31 ||
-                     (cmd == dlm::kRcom && inner_len >= dlm::kRcomMin &&
-                      dlm::rcom_is_stateless(dlm::get_le32(body)));
-  const size_t frame_len = plain ? inner_len : inner_len + dlm::kOptsLen;
   const size_t unsent_before = c.wq.unsent_bytes();
-  c.mc.on_send();
-  // Piggy-back a due ACK in front of the message (same entry, same send).
-  if (c.mc.version() == PeerVersion::k32 && c.mc.delivered_unacked() > kSendAckBackThreshold)
-    queue_ack_locked(c);
-  uint8_t* p = c.wq.reserve(uint32_t(frame_len));
-  const uint32_t version = c.mc.version() == PeerVersion::k31 ? dlm::kVersion31 : dlm::kVersion32;
-  if (!plain) {
-    const uint32_t seq = c.mc.next_seq();
-    dlm::write_opts(p, seq, cfg_.local_nodeid, uint16_t(inner_len), cmd);
-    c.wq.track_last(seq, uint32_t(frame_len), false);
-    p += dlm::kOptsLen;
-  }
-  dlm::write_header(p, version, lockspace, cfg_.local_nodeid, uint16_t(inner_len), cmd);
-  if (body_len) std::memcpy(p + dlm::kHeaderLen, body, body_len);
+  const midcomms_tx::MessageOut out =
+      midcomms_tx::queue_message(c.mc, c.wq, cfg_.local_nodeid, lockspace, cmd, body, body_len);
+  if (out.result == midcomms_tx::Framed::kClosing) return kSendClosing;
+  if (out.ack_piggybacked) c.ctr.acks_sent++;
   c.ctr.tx_msgs.fetch_add(1, std::memory_order_relaxed);
   // Wake the send thread for the first unsent byte only: while bytes are queued it is
   // already due (flushing, waiting for EPOLLOUT, the connect, or its timer). The delayed
@@ -229,7 +201,7 @@ Lowcomms::SubmitResult Lowcomms::submit(const uint8_t* p, size_t len) {
   std::unique_lock<std::mutex> lk;
   auto done_with_node = [&] {
     if (lk.owns_lock()) lk.unlock();
-    if (wake && c) kick_tx(c);
+    if (wake && c) tx_direct(c);
     wake = false;
   };
   size_t off = 0;
@@ -436,7 +408,7 @@ void Lowcomms::start() {
   }
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.u64 = 0;
+  ev.data.u64 = kWakeKey;
   epoll_ctl(tx_epoll_.get(), EPOLL_CTL_ADD, tx_wake_.fd(), &ev);
   epoll_ctl(rx_epoll_.get(), EPOLL_CTL_ADD, rx_wake_.fd(), &ev);
 

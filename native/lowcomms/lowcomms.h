@@ -16,6 +16,7 @@
 #include <vector>
 #include "lowcomms/config.h"
 #include "lowcomms/connection.h"
+#include "lowcomms/epoll_keys.h"
 #include "lowcomms/sink.h"
 #include "util/clock.h"
 #include "util/unique_fd.h"
@@ -118,7 +119,6 @@ class Lowcomms {
   size_t rx_pending_bytes() const { return rx_pending_.load(); }
   uint16_t bound_port() const { return bound_port_; }
   uint64_t incarnation() const { return incarnation_; }
-  const Config& config() const { return cfg_; }
 
  private:
   using ConnPtr = std::shared_ptr<Connection>;
@@ -130,6 +130,9 @@ class Lowcomms {
   int enqueue_locked(Connection& c, uint32_t lockspace, uint8_t cmd, const uint8_t* body,
                      size_t body_len, bool* wake);
   void kick_tx(const ConnPtr& c);
+  // The latency path: writes c's newly queued bytes on the caller's thread when the send
+  // thread is not busy with c and its TCP socket is up and writable; else kick_tx.
+  void tx_direct(const ConnPtr& c);
   // Under c.mu: frames the protocol adds on its own.
   // `all`: ack everything received, consumed or not (the last ACK of our own close).
   void queue_ack_locked(Connection& c, bool all = false);
@@ -147,7 +150,8 @@ class Lowcomms {
 
   // Send thread (threads_tx.cc).
   void tx_main();
-  void tx_service(const ConnPtr& c, int64_t now);
+  void tx_service(const ConnPtr& c, int64_t now);  // takes c->tx_mu
+  void tx_service_locked(const ConnPtr& c, int64_t now);
   void tx_connect(const ConnPtr& c, int64_t now);
   void tx_connected(const ConnPtr& c);
   void tx_lost(const ConnPtr& c, int err, const char* why);
@@ -222,6 +226,9 @@ class Lowcomms {
   bool tcp_connect(const ConnPtr& c, int* err);
   bool tcp_connect_done(const ConnPtr& c, int* err);
   void tcp_flush(const ConnPtr& c);
+  // One sendmsg of what c's queue holds unsent (up to 64 entries, 1 MiB), under c->tx_mu.
+  enum class TxRound : uint8_t { kEmpty, kSent, kAgain, kError };
+  TxRound tcp_send_round(const ConnPtr& c, int* err);
 
   // SCTP (transport_sctp.cc).
   void sctp_listen();
@@ -278,7 +285,7 @@ class Lowcomms {
   // Associations we aborted whose COMM_LOST is not read yet: what is still queued for
   // them is stale and must not bring them back (rx thread only; bounded, oldest first out).
   std::deque<int32_t> sctp_aborted_;
-  std::atomic<uint64_t> next_sock_id_{16};  // below 16: reserved epoll keys
+  std::atomic<uint64_t> next_sock_id_{kFirstSocketId};  // epoll_keys.h
   std::unique_ptr<Batch> batch_;
   std::atomic<size_t> rx_pending_{0};
   bool rx_paused_ = false;

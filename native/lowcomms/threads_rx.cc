@@ -18,8 +18,6 @@
 namespace lowcomms {
 
 namespace {
-constexpr uint64_t kWakeKey = 0;
-constexpr uint64_t kListenKey = 1;
 // Below glibc's mmap threshold: batch buffers come from (and go back to) the heap.
 constexpr size_t kBatchFlushBytes = 60 * 1024;
 constexpr size_t kBatchReserve = kBatchFlushBytes + 8 * 1024;

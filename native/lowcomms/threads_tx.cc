@@ -13,14 +13,13 @@
 namespace lowcomms {
 
 namespace {
-constexpr uint64_t kSctpKey = ~uint64_t(0);
 constexpr int64_t kMs = 1000000;
 }  // namespace
 
 int64_t Lowcomms::tx_next_deadline() {
   int64_t best = -1;
   for (auto& c : all_connections()) {
-    for (int64_t t : {c->retry_at_ns, c->flush_at_ns}) {
+    for (int64_t t : {c->retry_at_ns.load(), c->flush_at_ns.load()}) {
       if (t > 0 && (best < 0 || t < best)) best = t;
     }
   }
@@ -45,7 +44,7 @@ void Lowcomms::tx_main() {
     work.clear();
     for (int i = 0; i < n; i++) {
       const uint64_t key = evs[i].data.u64;
-      if (key == 0) {
+      if (key == kWakeKey) {
         tx_wake_.drain();
       } else if (key == kSctpKey) {
         for (auto& c : all_connections()) {
@@ -72,10 +71,18 @@ void Lowcomms::tx_main() {
     for (auto& c : work) tx_service(c, now);
   }
   // Last act: let go of every socket the send thread holds.
-  for (auto& c : all_connections()) c->sock.reset();
+  for (auto& c : all_connections()) {
+    std::lock_guard lk(c->tx_mu);
+    c->sock.reset();
+  }
 }
 
 void Lowcomms::tx_service(const ConnPtr& c, int64_t now) {
+  std::lock_guard lk(c->tx_mu);
+  tx_service_locked(c, now);
+}
+
+void Lowcomms::tx_service_locked(const ConnPtr& c, int64_t now) {
   c->tx_pending = false;  // before looking at the queue: a later send() kicks again
   if (c->removed) {
     tx_teardown(c);
@@ -225,7 +232,7 @@ void Lowcomms::tx_connected(const ConnPtr& c) {
     if (!c->addrs.empty()) where = addr_to_string(c->addrs[c->addr_idx % c->addrs.size()].sa());
   }
   emit(Event{"connect", c->nodeid, where, resent ? "resent" : "", int64_t(resent)});
-  tx_service(c, now_ns());
+  tx_service_locked(c, now_ns());
 }
 
 void Lowcomms::tx_lost(const ConnPtr& c, int err, const char* why) {

@@ -23,8 +23,6 @@ namespace lowcomms {
 #endif
 
 namespace {
-constexpr uint64_t kListenKey = 1;
-constexpr uint64_t kSctpKey = ~uint64_t(0);
 constexpr size_t kSctpRxBytes = 256 * 1024;
 // PPID of the authentication handshake's messages (DLM data carries the sender's nodeid).
 constexpr uint32_t kAuthPpid = 0x4c434131;  // "LCA1"

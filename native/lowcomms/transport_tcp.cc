@@ -14,7 +14,6 @@
 namespace lowcomms {
 
 namespace {
-constexpr uint64_t kListenKey = 1;
 constexpr size_t kRxBufBytes = 64 * 1024;
 constexpr size_t kMaxAcceptedPerNode = 4;  // stale othercons beyond this are closed
 constexpr int kReadsPerEvent = 4;
@@ -219,41 +218,54 @@ bool Lowcomms::tcp_connect_done(const ConnPtr& c, int* err) {
   return e == 0;
 }
 
-void Lowcomms::tcp_flush(const ConnPtr& c) {
+Lowcomms::TxRound Lowcomms::tcp_send_round(const ConnPtr& c, int* err) {
   iovec iov[64];
-  for (int round = 0; round < 64; round++) {
-    int n;
-    uint64_t gen;
+  uint64_t gen;
+  int n;
+  {
+    std::lock_guard lk(c->mu);
+    n = c->wq.gather(iov, 64, 1 << 20, &gen);
+  }
+  if (n == 0) return TxRound::kEmpty;
+  msghdr mh{};
+  mh.msg_iov = iov;
+  mh.msg_iovlen = size_t(n);
+  const ssize_t r = ::sendmsg(c->sock->fd.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+  c->ctr.tx_syscalls++;
+  if (r > 0) {
+    bool drained = false;
     {
       std::lock_guard lk(c->mu);
-      n = c->wq.gather(iov, 64, 1 << 20, &gen);
-    }
-    if (n == 0) return;
-    msghdr mh{};
-    mh.msg_iov = iov;
-    mh.msg_iovlen = size_t(n);
-    const ssize_t r = ::sendmsg(c->sock->fd.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-    c->ctr.tx_syscalls++;
-    if (r > 0) {
-      bool drained = false;
-      {
-        std::lock_guard lk(c->mu);
-        c->wq.advance(size_t(r), gen);
-        if (c->backpressured && c->wq.held_bytes() <= cfg_.max_node_bytes / 2) {
-          c->backpressured = false;
-          drained = true;
-        }
+      c->wq.advance(size_t(r), gen);
+      if (c->backpressured && c->wq.held_bytes() <= cfg_.max_node_bytes / 2) {
+        c->backpressured = false;
+        drained = true;
       }
-      c->ctr.tx_bytes += uint64_t(r);
-      if (drained) emit(Event{"drain", c->nodeid, "", "", 0});
-      continue;
     }
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      c->writable = false;  // EPOLLOUT (edge) brings us back
-      return;
+    c->ctr.tx_bytes += uint64_t(r);
+    if (drained) emit(Event{"drain", c->nodeid, "", "", 0});
+    return TxRound::kSent;
+  }
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return TxRound::kAgain;
+  *err = r < 0 ? errno : EPIPE;
+  return TxRound::kError;
+}
+
+void Lowcomms::tcp_flush(const ConnPtr& c) {
+  for (int round = 0; round < 64; round++) {
+    int err = 0;
+    switch (tcp_send_round(c, &err)) {
+      case TxRound::kEmpty:
+        return;
+      case TxRound::kSent:
+        continue;
+      case TxRound::kAgain:
+        c->writable = false;  // EPOLLOUT (edge) brings us back
+        return;
+      case TxRound::kError:
+        tx_lost(c, err, "send");
+        return;
     }
-    tx_lost(c, r < 0 ? errno : EPIPE, "send");
-    return;
   }
   kick_tx(c);  // more queued: come back after the other nodes had their turn
 }

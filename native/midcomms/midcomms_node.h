@@ -1,4 +1,4 @@
-// Per-peer protocol state of midcomms (DLM 3.2, kernel-dlm.md §3): detected version,
+// Per-peer protocol state of midcomms (DLM 3.2, docs/protocol.md "midcomms 3.2"): detected version,
 // sequence counters, delivered-not-yet-acked count and the DLM_FIN state machine.
 // Pure state: the caller holds the connection lock and carries out the returned
 // actions (deliver, queue an ACK or FIN) on the write queue.

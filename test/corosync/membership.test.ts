@@ -246,7 +246,7 @@ test('a 2/1 partition: both sides remove the other, the minority loses quorum, a
 });
 
 test('lowcomms status --corosync reads the node list from the running corosync', async () => {
-  const main = path.join(__dirname, '..', '..', 'lib', 'cli', 'main.ts');
+  const main = path.join(__dirname, '..', '..', 'cli', 'main.ts');
   const run = (ns: string) =>
     new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
       const p = spawn('ip', ['netns', 'exec', ns, ...nodeEnv, process.execPath, '--import', 'tsx', main, 'status', '--corosync', '--json', '--port', String(cluster.port)], { env: toolEnv });

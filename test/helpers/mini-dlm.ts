@@ -3,7 +3,7 @@
  * lockspace with a lowcomms node. It answers recovery (RCOM STATUS with every
  * recovery stage done, RCOM NAMES with an empty directory) and serves as directory
  * node: a LOOKUP names the requester as master the first time a resource is seen.
- * Wire layouts: ../shared/kernel-dlm.md §1.3 and §8.
+ * Wire layouts: docs/protocol.md ("The DLM wire format", "Kernel behaviour lowcomms relies on").
  */
 import { DLM_MSG, DLM_RCOM, type DlmMessage, type Lowcomms, type NodeConfig } from '../../lib';
 

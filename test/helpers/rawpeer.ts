@@ -2,7 +2,7 @@
  * Raw peers for wire-level tests: a configured node played by plain TCP sockets.
  *
  * lowcomms sends only on the connection it opens to a node's address and only reads
- * the connections it accepts (kernel-dlm.md §8.2), and it accepts only from addresses
+ * the connections it accepts (docs/protocol.md, "Kernel behaviour lowcomms relies on"), and it accepts only from addresses
  * in its node table. So a raw peer for node N (address A) is two things:
  *  - a capture server listening on A and the cluster port: everything lowcomms sends
  *    to N arrives there and is split into frames by h_length (`frames`);

@@ -185,7 +185,7 @@ for (const transport of ['tcp', 'sctp'] as const) {
       report(s, `${transport} link cut 3 s (leave ${leaveMs} ms)`);
       const log = s.log();
       assert.ok(log.some((l) => l.includes(`${s.lsName}: release_lockspace final free`)), log.join('\n'));
-      // A resend after a reconnect is dropped as "seq mismatch" by design (kernel-dlm.md §8.8).
+      // A resend after a reconnect is dropped as "seq mismatch" by design (docs/protocol.md, "Kernel behaviour lowcomms relies on").
       assertCleanLog(log, /ignore dlm msg because seq mismatch|socket error|got EOF|reset by peer/);
       assert.deepEqual(s.mini.counts.bad, []);
       assert.equal(new Set(s.mini.looked).size, s.mini.looked.length, 'no LOOKUP seen twice by the directory');

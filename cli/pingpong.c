@@ -21,20 +21,10 @@ static double now_us(void) {
   return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
-/* Reads exactly len bytes; 0 on EOF or error. */
-static int read_full(int fd, unsigned char *p, size_t len) {
+/* Moves exactly len bytes: reads them, or (out) writes them; 0 on EOF or error. */
+static int full(int fd, unsigned char *p, size_t len, int out) {
   while (len) {
-    ssize_t n = read(fd, p, len);
-    if (n <= 0) return 0;
-    p += n;
-    len -= (size_t)n;
-  }
-  return 1;
-}
-
-static int write_full(int fd, const unsigned char *p, size_t len) {
-  while (len) {
-    ssize_t n = write(fd, p, len);
+    ssize_t n = out ? write(fd, p, len) : read(fd, p, len);
     if (n <= 0) return 0;
     p += n;
     len -= (size_t)n;
@@ -44,10 +34,10 @@ static int write_full(int fd, const unsigned char *p, size_t len) {
 
 /* One whole frame: the header first, then the rest its length says. */
 static int read_frame(int fd, unsigned char *buf, size_t cap) {
-  if (!read_full(fd, buf, 16)) return 0;
+  if (!full(fd, buf, 16, 0)) return 0;
   size_t len = (size_t)(buf[12] | (buf[13] << 8));
   if (len < 16 || len > cap) return 0;
-  return read_full(fd, buf + 16, len - 16);
+  return full(fd, buf + 16, len - 16, 0);
 }
 
 static int cmp(const void *a, const void *b) {
@@ -78,7 +68,7 @@ int main(int argc, char **argv) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     while (read_frame(fd, buf, 65536)) {
       size_t len = (size_t)(buf[12] | (buf[13] << 8));
-      if (!write_full(fd, buf, len)) break;
+      if (!full(fd, buf, len, 1)) break;
     }
     _exit(0);
   }
@@ -94,7 +84,7 @@ int main(int argc, char **argv) {
   if (!back || !rtt) return 1;
   for (long i = 0; i < count; i++) {
     double t0 = now_us();
-    if (!write_full(fd, buf, (size_t)size) || !read_frame(fd, back, 65536)) {
+    if (!full(fd, buf, (size_t)size, 1) || !read_frame(fd, back, 65536)) {
       fprintf(stderr, "pingpong: connection lost after %ld round trips\n", i);
       return 1;
     }

@@ -7,12 +7,11 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import cliProgress from 'cli-progress';
-import { AUTH_KEY_BYTES } from '../authkey';
-import { loadBinding } from '../../binding';
-import type { TransportName } from '../lowcomms';
+import { AUTH_KEY_BYTES, sctpAvailable, type TransportName } from '../lib';
 import { killChildren, runBench, SCTP_SETTINGS, type Batching, type BenchOptions, type Progress } from './bench';
+
 import { netEchoMain } from './baselines';
+import { progressBar } from './progress';
 import { benchNodeMain } from './bench-node';
 import { renderHtml, renderTable } from './report';
 import { runStatus, STATUS_DEFAULT_PORT } from './status';
@@ -65,25 +64,7 @@ function fail(msg: string): never {
   process.exit(2);
 }
 
-function progressBar(enabled: boolean): Progress {
-  if (!enabled) return { start() {}, step() {}, stop() {} };
-  const bar = new cliProgress.SingleBar(
-    { format: ' {bar} {value}/{total} | ETA {eta_formatted} | {label}', hideCursor: true, etaBuffer: 4, clearOnComplete: false },
-    cliProgress.Presets.shades_classic,
-  );
-  let done = -1;
-  return {
-    start: (total) => bar.start(total, 0, { label: 'starting' }),
-    step: (label) => {
-      done++;
-      bar.update(Math.max(done, 0), { label });
-    },
-    stop: () => {
-      bar.update(bar.getTotal(), { label: 'done' });
-      bar.stop();
-    },
-  };
-}
+const silent: Progress = { start() {}, step() {}, stop() {} };
 
 async function bench(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -132,7 +113,7 @@ async function bench(argv: string[]): Promise<number> {
   const interactive = !o.inner && process.stderr.isTTY === true;
   // Without SCTP here and without user-mode-linux, SCTP is not measured: say so up front.
   const sctpSkipped =
-    !o.inner && !o.uml && transports.includes('sctp') && !loadBinding().sctpAvailable(4).ok
+    !o.inner && !o.uml && transports.includes('sctp') && !sctpAvailable(4).ok
       ? 'SCTP skipped: this kernel has no SCTP and --no-uml was given (without it SCTP runs in user-mode-linux)'
       : undefined;
   const measured = sctpSkipped ? transports.filter((t) => t !== 'sctp') : transports;
@@ -142,7 +123,7 @@ async function bench(argv: string[]): Promise<number> {
       `lowcomms bench: ${sizes.join(',')} B x ${measured.join('+')} x ${batchings.join('+')}, ${o.seconds} s per run, median of ${o.repeat}`,
     );
   if (sctpSkipped) console.error(`lowcomms bench: ${sctpSkipped}`);
-  const result = await runBench(o, progressBar(interactive), __filename);
+  const result = await runBench(o, interactive ? progressBar() : silent, __filename);
   if (values.json) fs.writeFileSync(values.json, JSON.stringify(result, null, 2));
   if (o.inner) return 0;
   console.log(renderTable(result));
@@ -151,7 +132,7 @@ async function bench(argv: string[]): Promise<number> {
   if (result.host.sctp === 'user-mode-linux')
     console.log('SCTP ran in user-mode-linux (this kernel has none), with TCP in the same guest: compare uml figures with uml figures.');
   if (values.html) {
-    fs.writeFileSync(values.html, await renderHtml(result));
+    fs.writeFileSync(values.html, renderHtml(result));
     console.log(`wrote ${values.html}`);
   }
   if (values.json) console.log(`wrote ${values.json}`);
@@ -213,7 +194,7 @@ async function uml(argv: string[]): Promise<number> {
   return new Promise((resolve) => child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
 }
 
-/** The installed package's directory (lib/cli/main.ts, or dist/lib/cli/main.js once built). */
+/** The installed package's directory (cli/main.ts, or dist/cli/main.js once built). */
 function packageRoot(): string {
   let dir = __dirname;
   while (!fs.existsSync(path.join(dir, 'scripts', 'uml-run.sh'))) {

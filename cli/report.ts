@@ -1,10 +1,11 @@
 /**
- * What a person sees after `lowcomms bench`: a terminal table (cli-table3) with every
- * run as a ratio to the baselines and SCTP against TCP in the same kernel, and an
- * offline HTML page with vega-lite charts rendered to inline SVG.
+ * What a person sees after `lowcomms bench`: a terminal table with every run as a ratio
+ * to the baselines and SCTP against TCP in the same kernel, and an offline HTML page
+ * with the charts as inline SVG (cli/svg.ts).
  */
-import Table from 'cli-table3';
 import type { BenchBaseline, BenchResult, BenchRun } from './bench';
+import { barChartSvg, esc } from './svg';
+import { renderTable as table, type Cell } from './table';
 
 const fmt = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : String(n));
 const ratio = (a: number, b: number | undefined) => (b ? `${(a / b).toFixed(2)}x` : '-');
@@ -38,31 +39,29 @@ function plainTwin(r: BenchResult, run: BenchRun): BenchRun | undefined {
 
 export function renderTable(r: BenchResult): string {
   const withAuth = r.runs.some((run) => run.auth);
-  const t = new Table({
-    head: [
-      'transport',
-      'kernel',
-      'size',
-      'batching',
-      ...(withAuth ? ['auth', 'auth/off msgs/s', 'first msg ms'] : []),
-      'msgs/s [min-max]',
-      'MB/s',
-      'rtt p50 µs [min-max]',
-      'rtt p99/p99.9 µs',
-      'cpu ns/msg [min-max]',
-      'vs netbench',
-      'vs rawtcp',
-      'rtt/net',
-      'rtt/C',
-      'sctp/tcp',
-      'verified',
-    ],
-    style: { head: [], border: [] },
-  });
+  const head = [
+    'transport',
+    'kernel',
+    'size',
+    'batching',
+    ...(withAuth ? ['auth', 'auth/off msgs/s', 'first msg ms'] : []),
+    'msgs/s [min-max]',
+    'MB/s',
+    'rtt p50 µs [min-max]',
+    'rtt p99/p99.9 µs',
+    'cpu ns/msg [min-max]',
+    'vs netbench',
+    'vs rawtcp',
+    'rtt/net',
+    'rtt/C',
+    'sctp/tcp',
+    'verified',
+  ];
+  const rows: Cell[][] = [];
   for (const run of r.runs) {
     const twin = run.transport === 'sctp' ? tcpTwin(r, run) : undefined;
     const plain = run.auth ? plainTwin(r, run) : undefined;
-    t.push([
+    rows.push([
       run.transport,
       run.kernel,
       run.size,
@@ -81,10 +80,11 @@ export function renderTable(r: BenchResult): string {
       run.verified ? 'yes' : `NO: ${run.error ?? ''}`,
     ]);
   }
-  const b = new Table({ head: ['baseline', 'kernel', 'size', 'msgs/s [min-max]', 'rtt p50 µs [min-max]', 'rtt p99 µs', 'repeats'], style: { head: [], border: [] } });
+  const baseHead = ['baseline', 'kernel', 'size', 'msgs/s [min-max]', 'rtt p50 µs [min-max]', 'rtt p99 µs', 'repeats'];
+  const baseRows: Cell[][] = [];
   const us = (n: number) => n.toFixed(1);
   for (const x of r.baselines)
-    b.push([
+    baseRows.push([
       x.name,
       x.kernel,
       x.size,
@@ -95,79 +95,77 @@ export function renderTable(r: BenchResult): string {
     ]);
   const reps = r.runs[0]?.repeats ?? 1;
   const note = `Every figure is the median of ${reps} repeat(s) in this run, [min-max] their spread; rtt/net and rtt/C: lowcomms' ping-pong p50 over node:net's and C's, same size, same run (above 1 = slower).`;
-  return `${t.toString()}\n${r.baselines.length ? b.toString() : ''}\n${note}`;
+  return `${table(head, rows)}\n${r.baselines.length ? table(baseHead, baseRows) : ''}\n${note}`;
 }
 
-async function svg(spec: object): Promise<string> {
-  // vega and vega-lite are ES modules (top-level await): load them dynamically.
-  const vl = await import('vega-lite');
-  const vega = await import('vega');
-  const compiled = vl.compile(spec as Parameters<typeof vl.compile>[0]).spec;
-  const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
-  return view.toSVG();
-}
+/** The 4096-byte baseline frame sits with the 4072-byte message it compares with. */
+const appSize = (size: number) => (size === 4096 ? 4072 : size);
+const bySize = (a: number, b: number) => a - b;
 
-export async function renderHtml(r: BenchResult): Promise<string> {
+/** Throughput into a JS handler: one row per kernel, one panel per size, a bar per series. */
+function throughputChart(r: BenchResult): string {
   const series = (run: BenchRun) => `lowcomms ${run.transport} (${run.batching}${run.auth ? ', auth' : ''})`;
-  const thr = r.runs.map((run) => ({ series: series(run), kernel: run.kernel, size: run.size, msgsPerSec: run.msgsPerSec }));
-  // Baselines of the 4096-byte frame sit with the 4072-byte message they compare with.
+  const points = r.runs.map((run) => ({ key: series(run), kernel: run.kernel, size: run.size, value: run.msgsPerSec }));
   for (const b of r.baselines)
-    if (b.msgsPerSec !== undefined)
-      thr.push({ series: b.name, kernel: b.kernel, size: b.size === 4096 ? 4072 : b.size, msgsPerSec: b.msgsPerSec });
-  const lat = r.runs
-    .filter((run) => run.batching === 'default')
-    .flatMap((run) => [
-      { series: `${run.transport} (${run.kernel})`, size: run.size, percentile: 'p50', us: run.rttP50Us },
-      { series: `${run.transport} (${run.kernel})`, size: run.size, percentile: 'p99', us: run.rttP99Us },
-      { series: `${run.transport} (${run.kernel})`, size: run.size, percentile: 'p99.9', us: run.rttP999Us },
-    ]);
+    if (b.msgsPerSec !== undefined) points.push({ key: b.name, kernel: b.kernel, size: appSize(b.size), value: b.msgsPerSec });
+  // Host and user-mode-linux figures never share a scale: one row per kernel.
+  const kernels = [...new Set(points.map((p) => p.kernel))];
+  return barChartSvg({
+    title: 'Throughput into a JS handler (messages/s), per message size',
+    yTitle: 'messages/s',
+    xTitle: 'message size (bytes)',
+    rows: kernels.map((kernel) => ({
+      title: `kernel: ${kernel}`,
+      panels: [...new Set(points.filter((p) => p.kernel === kernel).map((p) => p.size))].sort(bySize).map((size) => ({
+        title: `${size} B`,
+        groups: [{ label: '', bars: points.filter((p) => p.kernel === kernel && p.size === size) }],
+      })),
+    })),
+  });
+}
+
+/** Ping-pong round trips: one panel per transport and kernel (and baseline), p50/p99/p99.9 per size. */
+function latencyChart(r: BenchResult): string {
+  const points: Array<{ series: string; size: number; key: string; value: number }> = [];
+  for (const run of r.runs.filter((x) => x.batching === 'default')) {
+    const series = `${run.transport} (${run.kernel})${run.auth ? ' auth' : ''}`;
+    points.push({ series, size: run.size, key: 'p50', value: run.rttP50Us });
+    points.push({ series, size: run.size, key: 'p99', value: run.rttP99Us });
+    points.push({ series, size: run.size, key: 'p99.9', value: run.rttP999Us });
+  }
   // The round-trip baselines of the same run, beside lowcomms (p50 and p99).
   for (const b of r.baselines)
     if (b.rttP50Us !== undefined) {
-      const size = b.size === 4096 ? 4072 : b.size;
-      lat.push({ series: `${b.name} (${b.kernel})`, size, percentile: 'p50', us: b.rttP50Us });
-      lat.push({ series: `${b.name} (${b.kernel})`, size, percentile: 'p99', us: b.rttP99Us ?? 0 });
+      const series = `${b.name} (${b.kernel})`;
+      points.push({ series, size: appSize(b.size), key: 'p50', value: b.rttP50Us });
+      if (b.rttP99Us !== undefined) points.push({ series, size: appSize(b.size), key: 'p99', value: b.rttP99Us });
     }
-  // One panel per size, each with its own scale: sizes differ by orders of magnitude.
-  const throughput = await svg({
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: 'Throughput into a JS handler (messages/s), per message size',
-    data: { values: thr },
-    // Host and user-mode-linux figures never share a scale: one row per kernel.
-    facet: {
-      row: { field: 'kernel', type: 'nominal', title: 'kernel' },
-      column: { field: 'size', type: 'ordinal', sort: 'ascending', title: 'message size (bytes)' },
-    },
-    spec: {
-      width: 220,
-      height: 260,
-      mark: 'bar',
-      encoding: {
-        x: { field: 'series', type: 'nominal', axis: null },
-        y: { field: 'msgsPerSec', type: 'quantitative', title: 'messages/s' },
-        color: { field: 'series', type: 'nominal', title: null },
-        tooltip: [{ field: 'series' }, { field: 'msgsPerSec', format: ',' }],
-      },
-    },
-    resolve: { scale: { y: 'independent' } },
-  });
-  const latency = await svg({
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+  const seriesList = [...new Set(points.map((p) => p.series))];
+  return barChartSvg({
     title: 'Ping-pong round trip (µs), per transport and kernel',
-    width: 260,
-    height: 260,
-    data: { values: lat },
-    mark: 'bar',
-    encoding: {
-      x: { field: 'size', type: 'ordinal', sort: 'ascending', title: 'message size (bytes)' },
-      xOffset: { field: 'percentile', sort: ['p50', 'p99', 'p99.9'] },
-      y: { field: 'us', type: 'quantitative', title: 'µs' },
-      color: { field: 'percentile', type: 'nominal' },
-      column: { field: 'series', type: 'nominal', title: null },
-    },
-    resolve: { scale: { y: 'independent' } },
+    yTitle: 'µs',
+    xTitle: 'message size (bytes)',
+    keys: ['p50', 'p99', 'p99.9'],
+    rows: [
+      {
+        panels: seriesList.map((series) => {
+          const mine = points.filter((p) => p.series === series);
+          return {
+            title: series,
+            groups: [...new Set(mine.map((p) => p.size))].sort(bySize).map((size) => ({
+              label: String(size),
+              bars: mine.filter((p) => p.size === size).map(({ key, value }) => ({ key, value })),
+            })),
+          };
+        }),
+      },
+    ],
   });
-  const esc = (s: string) => s.replace(/[&<>]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[c]!);
+}
+
+export function renderHtml(r: BenchResult): string {
+  const throughput = throughputChart(r);
+  const latency = latencyChart(r);
   return `<!doctype html>
 <html><head><meta charset="utf-8"><title>lowcomms bench</title>
 <style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}</style>
@@ -178,7 +176,7 @@ export async function renderHtml(r: BenchResult): Promise<string> {
 ${throughput}
 ${latency}
 <h2>All figures</h2>
-<pre>${esc(renderTable(r).replace(/\u001b\[[0-9;]*m/g, ''))}</pre>
+<pre>${esc(renderTable(r))}</pre>
 <details><summary>JSON</summary><pre>${esc(JSON.stringify(r, null, 2))}</pre></details>
 </body></html>
 `;

@@ -10,8 +10,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadBinding } from '../../binding';
-import type { LowcommsOptions, TransportName } from '../lowcomms';
+import { OPTION_DEFAULTS, sctpAvailable, type LowcommsOptions, type TransportName } from '../lib';
 import { cPingpong, netbenchConcat, netPingpong, pingpongPath, rawtcp, rawtcpPath, type BaselineResult } from './baselines';
 import type { NodeRequest, PingReport, SinkReport, StreamReport } from './bench-node';
 
@@ -154,10 +153,13 @@ export interface Progress {
   stop(): void;
 }
 
-/** The SCTP settings every run uses (lib/lowcomms.ts defaults), printed with the results. */
+const D = OPTION_DEFAULTS;
+/** The SCTP settings every run uses (the library's defaults), printed with the results. */
 export const SCTP_SETTINGS =
-  'SO_SNDBUF/SO_RCVBUF 4 MiB, SCTP_NODELAY on, delayed SACK: kernel default, ' +
-  '64 KiB write-queue entries (one SCTP message each), RTO 100..1000 ms';
+  `SO_SNDBUF/SO_RCVBUF ${D.sctp.sndbuf / 2 ** 20}/${D.sctp.rcvbuf / 2 ** 20} MiB, SCTP_NODELAY on, ` +
+  `delayed SACK: ${D.sctp.sackDelayMs ? `${D.sctp.sackDelayMs} ms` : 'kernel default'}, ` +
+  `${D.entryBytesSctp / 1024} KiB write-queue entries (one SCTP message each), ` +
+  `RTO ${D.sctp.rtoMinMs}..${D.sctp.rtoMaxMs} ms (initial ${D.sctp.rtoInitialMs})`;
 
 export function packageRoot(): string {
   let dir = __dirname;
@@ -400,7 +402,7 @@ function runInUml(o: BenchOptions, transports: TransportName[], progress: Progre
 
 export async function runBench(o: BenchOptions, progress: Progress, main: string): Promise<BenchResult> {
   const kernel: 'host' | 'uml' = process.env.LOWCOMMS_UML === '1' ? 'uml' : 'host';
-  const hostSctp = loadBinding().sctpAvailable(4).ok;
+  const hostSctp = sctpAvailable(4).ok;
   const local = o.transports.filter((t) => t === 'tcp' || hostSctp);
   const wantUml = !o.inner && o.uml && !hostSctp && o.transports.includes('sctp');
   const modes = o.auth ? [false, true] : [false];

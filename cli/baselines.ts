@@ -3,13 +3,13 @@
  * - netbench-concat: what a Node user would write instead: node:net, one connection, the
  *   application batching 256 messages per write with Buffer.concat, framed by the same
  *   16-byte header, NODELAY (the logic of the team's baseline/netbench.mjs);
- * - rawtcp: a C program close to the loopback limit (lib/cli/rawtcp.c), when a C
+ * - rawtcp: a C program close to the loopback limit (cli/rawtcp.c), when a C
  *   compiler is present;
  * - net-pingpong: the round trip a Node user gets from node:net: this process writes one
  *   framed message, an echo server in a child process (`lowcomms __net-echo`) writes it
  *   back, NODELAY on both sides;
  * - c-pingpong: the same between two C processes with blocking read/write
- *   (lib/cli/pingpong.c, compiled on the spot like rawtcp).
+ *   (cli/pingpong.c, compiled on the spot like rawtcp).
  */
 import { execFileSync, fork, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -25,25 +25,36 @@ export interface BaselineResult {
   messages: number;
 }
 
+const HDR = 16;
+
+/**
+ * Calls `frame` with every whole framed message (16-byte header, h_length at byte 12)
+ * the socket delivers, carrying a partial one over to the next read: the framing code
+ * a node:net user writes.
+ */
+function onFrames(sock: net.Socket, frame: (f: Buffer) => void): void {
+  let pending: Buffer = Buffer.alloc(0);
+  sock.on('data', (chunk: Buffer) => {
+    const buf = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+    let off = 0;
+    while (buf.length - off >= HDR) {
+      const len = buf.readUInt16LE(off + 12);
+      if (buf.length - off < len) break;
+      frame(buf.subarray(off, off + len));
+      off += len;
+    }
+    pending = buf.subarray(off);
+  });
+}
+
 /** node:net with hand batching, in this process: a server counts framed messages. */
 export function netbenchConcat(size: number, count: number): Promise<BaselineResult> {
-  const HDR = 16;
   return new Promise((resolve, reject) => {
     let t0 = 0;
     const server = net.createServer((sock) => {
-      let pending: Buffer = Buffer.alloc(0);
       let seen = 0;
-      sock.on('data', (chunk: Buffer) => {
-        const buf = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-        let off = 0;
-        while (buf.length - off >= HDR) {
-          const len = buf.readUInt16LE(off + 12);
-          if (buf.length - off < len) break;
-          off += len;
-          seen++;
-        }
-        pending = buf.subarray(off);
-        if (seen === count) {
+      onFrames(sock, () => {
+        if (++seen === count) {
           const seconds = (performance.now() - t0) / 1000;
           sock.end();
           server.close();
@@ -82,10 +93,10 @@ export function netbenchConcat(size: number, count: number): Promise<BaselineRes
 
 const compiled = new Map<string, string | null>();
 
-/** Compiles lib/cli/NAME.c once per process (null when there is no C compiler). */
+/** Compiles cli/NAME.c once per process (null when there is no C compiler). */
 function compileC(packageRoot: string, name: string): string | null {
   if (compiled.has(name)) return compiled.get(name)!;
-  const src = path.join(packageRoot, 'lib', 'cli', `${name}.c`);
+  const src = path.join(packageRoot, 'cli', `${name}.c`);
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), `lowcomms-${name}-`)), name);
   let bin: string | null = null;
   try {
@@ -112,38 +123,32 @@ export interface PingBaselineResult {
 const pctOf = (sorted: number[], p: number) =>
   sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]! : 0;
 
-/** Two C processes, blocking read/write: the loopback round-trip floor. */
-export function cPingpong(binary: string, size: number, count: number): Promise<PingBaselineResult> {
+/** Runs one of the C baselines and parses its one line of output. */
+function runC(binary: string, size: number, count: number, line: RegExp): Promise<RegExpMatchArray> {
   return new Promise((resolve, reject) => {
     const p = spawn(binary, [String(size), String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.on('error', reject);
     p.on('exit', (code) => {
-      const m = out.match(/p50=([\d.]+) p99=([\d.]+)/);
-      if (code !== 0 || !m) return reject(new Error(`pingpong exited ${code}: ${out}`));
-      resolve({ name: 'c-pingpong', size, count, rttP50Us: Number(m[1]), rttP99Us: Number(m[2]) });
+      const m = out.match(line);
+      if (code !== 0 || !m) return reject(new Error(`${path.basename(binary)} exited ${code}: ${out}`));
+      resolve(m);
     });
   });
 }
 
+/** Two C processes, blocking read/write: the loopback round-trip floor. */
+export async function cPingpong(binary: string, size: number, count: number): Promise<PingBaselineResult> {
+  const m = await runC(binary, size, count, /p50=([\d.]+) p99=([\d.]+)/);
+  return { name: 'c-pingpong', size, count, rttP50Us: Number(m[1]), rttP99Us: Number(m[2]) };
+}
+
 /** The echo side of net-pingpong, in its own process: every whole frame goes straight back. */
 export function netEchoMain(): void {
-  const HDR = 16;
   const server = net.createServer((sock) => {
     sock.setNoDelay(true);
-    let pending: Buffer = Buffer.alloc(0);
-    sock.on('data', (chunk: Buffer) => {
-      const buf = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-      let off = 0;
-      while (buf.length - off >= HDR) {
-        const len = buf.readUInt16LE(off + 12);
-        if (buf.length - off < len) break;
-        sock.write(buf.subarray(off, off + len));
-        off += len;
-      }
-      pending = buf.subarray(off);
-    });
+    onFrames(sock, (f) => sock.write(f));
     sock.on('error', () => undefined);
   });
   server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as net.AddressInfo).port }));
@@ -189,16 +194,7 @@ export function netPingpong(main: string, size: number, count: number): Promise<
   });
 }
 
-export function rawtcp(binary: string, size: number, count: number): Promise<BaselineResult> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(binary, [String(size), String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.on('error', reject);
-    p.on('exit', (code) => {
-      const m = out.match(/msgs_per_s=(\d+) seconds=([\d.]+)/);
-      if (code !== 0 || !m) return reject(new Error(`rawtcp exited ${code}: ${out}`));
-      resolve({ name: 'rawtcp', size, msgsPerSec: Number(m[1]), seconds: Number(m[2]), messages: count });
-    });
-  });
+export async function rawtcp(binary: string, size: number, count: number): Promise<BaselineResult> {
+  const m = await runC(binary, size, count, /msgs_per_s=(\d+) seconds=([\d.]+)/);
+  return { name: 'rawtcp', size, msgsPerSec: Number(m[1]), seconds: Number(m[2]), messages: count };
 }

@@ -4,7 +4,7 @@
  * verifies what arrives (per-sender order via h_lockspace = sequence number) and echoes
  * pings. CPU time is the whole process's: JS plus the native send and receive threads.
  */
-import { Lowcomms, type LowcommsOptions } from '../lowcomms';
+import { Lowcomms, type LowcommsOptions } from '../lib';
 
 /** Pings are DLM_MSG messages with this lockspace (streams use sequence numbers from 0). */
 export const PING_LOCKSPACE = 0xffffffff;

@@ -8,11 +8,8 @@
  * status 0 only when every node answers on at least one address.
  */
 import net from 'node:net';
-import Table from 'cli-table3';
-import { loadBinding } from '../../binding';
-import { DLM_DEFAULT_PORT } from '../dlm';
-import { corosyncNodeTable } from '../membership';
-import { NodeTable } from '../nodetable';
+import { DLM_DEFAULT_PORT, NodeTable, corosyncNodeTable, sctpAvailable } from '../lib';
+import { renderTable, type Cell } from './table';
 
 export interface StatusOptions {
   /** A corosync.conf or JSON node table; ignored with `corosync`. */
@@ -62,7 +59,7 @@ export async function runStatus(o: StatusOptions): Promise<number> {
   } else {
     table = await NodeTable.load(o.config);
   }
-  const sctp = loadBinding().sctpAvailable(table.family ?? 4);
+  const sctp = sctpAvailable(table.family ?? 4);
   const multihomed = [...table].some((n) => n.addrs.length > 1);
   const transport = sctp.ok && multihomed ? 'sctp' : 'tcp';
   const nodes: Array<{ nodeid: number; name?: string; reachable: boolean; addrs: AddrStatus[] }> = [];
@@ -97,17 +94,17 @@ export async function runStatus(o: StatusOptions): Promise<number> {
         (transport === 'tcp' && multihomed ? ' (nodes are multihomed but this kernel has no SCTP)' : '') +
         `; SCTP in this kernel: ${sctp.ok ? 'yes' : `no (errno ${sctp.errno}; run SCTP services with: npx lowcomms uml -- node app.js)`}`,
     );
-    const t = new Table({ head: ['nodeid', 'name', 'address', 'state', 'connect ms'], style: { head: [], border: [] } });
+    const rows: Cell[][] = [];
     for (const n of nodes)
       for (const a of n.addrs)
-        t.push([
+        rows.push([
           n.nodeid,
           n.name ?? '',
           a.addr,
           a.state + (a.detail && a.state !== 'ok' ? ` (${a.detail})` : ''),
           a.rttMs?.length ? a.rttMs.map((x) => x.toFixed(2)).join(' ') : '-',
         ]);
-    console.log(t.toString());
+    console.log(renderTable(['nodeid', 'name', 'address', 'state', 'connect ms'], rows));
     console.log(all ? 'every node is reachable' : `unreachable: ${nodes.filter((n) => !n.reachable).map((n) => n.nodeid).join(', ')}`);
   }
   return all ? 0 : 1;
