@@ -187,6 +187,9 @@ export interface NativeCorosyncNodelist {
   /** 0 when cmap does not say. */
   localNodeid: number;
   clusterName: string;
+  /** totem.ip_version and totem.transport, '' when cmap has none. */
+  ipVersion?: string;
+  transport?: string;
   nodes: Array<{ nodeid: number; name: string; addrs: string[] }>;
 }
 

@@ -17,7 +17,7 @@ import type { NativeCpgMember, NativeMembership, NativeMembershipEvent } from '.
 import { ConfigError, CorosyncError, CorosyncUnavailableError, LowcommsError, StateError } from './errors';
 import type { Lowcomms } from './lowcomms';
 import { native } from './native';
-import { NodeTable, resolveNames, type LoadOptions, type NodeConfig } from './nodetable';
+import { NodeTable, familyPreference, resolveNames, type LoadOptions, type NodeConfig } from './nodetable';
 
 /** Why a process joined or left a CPG group (cpg_reason_t). */
 export type CpgReason = 'join' | 'leave' | 'nodedown' | 'nodeup' | 'procdown' | 'unknown';
@@ -45,6 +45,10 @@ export interface CorosyncClusterInfo {
   clusterName: string;
   /** This host's nodeid (0 if cmap does not say). */
   localNodeid: number;
+  /** totem.ip_version, if set: how corosync resolves host names (ipv4, ipv6, ipv4-6, ipv6-4). */
+  ipVersion?: string;
+  /** totem.transport (knet, udpu, udp). */
+  transport?: string;
   nodes: CorosyncClusterNode[];
 }
 
@@ -119,6 +123,8 @@ export function readCorosyncCluster(): CorosyncClusterInfo {
   return {
     clusterName: raw.clusterName,
     localNodeid: raw.localNodeid,
+    ...(raw.ipVersion ? { ipVersion: raw.ipVersion } : {}),
+    ...(raw.transport ? { transport: raw.transport } : {}),
     nodes: raw.nodes.map((n) => ({ nodeid: n.nodeid, addrs: [...n.addrs], ...(n.name ? { name: n.name } : {}) })),
   };
 }
@@ -126,25 +132,29 @@ export function readCorosyncCluster(): CorosyncClusterInfo {
 /**
  * The running cluster as a node table and this host's nodeid: what `new Lowcomms({
  * nodeid, nodes })` needs on a corosync host, with no copy of corosync.conf.
- * Host names are resolved as corosync 3 (knet) does by default: IPv6 first, then IPv4,
- * unless the nodelist has IP literals, whose family the table then takes.
+ * Host names are resolved as corosync does (totem.ip_version, or its default for the
+ * transport), unless the nodelist has IP literals, whose family the table then takes.
  */
 export async function corosyncNodeTable(opts: LoadOptions = {}): Promise<{ nodeid: number; nodes: NodeTable; clusterName: string }> {
   const info = readCorosyncCluster();
   if (info.nodes.length === 0) throw new ConfigError('corosync cmap: the nodelist is empty (nodelist.node.*)');
-  const table = await toTable(info.nodes, opts);
+  const table = await toTable(info.nodes, opts, preference(info));
   return { nodeid: info.localNodeid, nodes: table, clusterName: info.clusterName };
 }
 
-async function toConfigs(nodes: CorosyncClusterNode[], opts: LoadOptions): Promise<NodeConfig[]> {
-  const list: NodeConfig[] = nodes.map((n) => ({ nodeid: n.nodeid, addrs: n.addrs, ...(n.name ? { name: n.name } : {}) }));
-  if (opts.resolve === false) return list;
-  return resolveNames(list, [6, 4], opts.lookup ?? ((name) => import('node:dns/promises').then((d) => d.lookup(name, { all: true }))), 'corosync cmap');
+function preference(info: CorosyncClusterInfo): Array<4 | 6> {
+  return familyPreference(info.ipVersion, info.transport, 'corosync cmap');
 }
 
-async function toTable(nodes: CorosyncClusterNode[], opts: LoadOptions): Promise<NodeTable> {
+async function toConfigs(nodes: CorosyncClusterNode[], opts: LoadOptions, prefer: Array<4 | 6>): Promise<NodeConfig[]> {
+  const list: NodeConfig[] = nodes.map((n) => ({ nodeid: n.nodeid, addrs: n.addrs, ...(n.name ? { name: n.name } : {}) }));
+  if (opts.resolve === false) return list;
+  return resolveNames(list, prefer, opts.lookup ?? ((name) => import('node:dns/promises').then((d) => d.lookup(name, { all: true }))), 'corosync cmap');
+}
+
+async function toTable(nodes: CorosyncClusterNode[], opts: LoadOptions, prefer: Array<4 | 6>): Promise<NodeTable> {
   const t = new NodeTable();
-  for (const n of await toConfigs(nodes, opts)) {
+  for (const n of await toConfigs(nodes, opts, prefer)) {
     try {
       t.add(n);
     } catch (err) {
@@ -176,6 +186,7 @@ export class CorosyncMembership extends EventEmitter<MembershipEvents> {
   private readonly removed = new Map<number, NodeConfig>();
   /** corosync's nodelist as last read, for addresses of joining nodes. */
   private clusterNodes = new Map<number, CorosyncClusterNode>();
+  private prefer: Array<4 | 6> = [6, 4];
   /** Changes are applied strictly in order. */
   private queue: Promise<void> = Promise.resolve();
   private firstChange: { resolve: () => void; promise: Promise<void> };
@@ -257,6 +268,7 @@ export class CorosyncMembership extends EventEmitter<MembershipEvents> {
   private refreshNodelist(): void {
     const info = readCorosyncCluster();
     this.clusterNodes = new Map(info.nodes.map((n) => [n.nodeid, n]));
+    this.prefer = preference(info);
   }
 
   private onEvent(ev: NativeMembershipEvent): void {
@@ -365,7 +377,7 @@ export class CorosyncMembership extends EventEmitter<MembershipEvents> {
       return false;
     }
     try {
-      const [conf] = await toConfigs([c], this.opts.resolve ?? {});
+      const [conf] = await toConfigs([c], this.opts.resolve ?? {}, this.prefer);
       const before = this.removed.get(nodeid);
       const node: NodeConfig = { ...before, ...conf!, nodeid };
       if (this.state !== 'running') return false;

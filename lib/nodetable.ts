@@ -120,7 +120,7 @@ export interface LoadOptions {
 const defaultLookup: HostLookup = (name) => dns.lookup(name, { all: true });
 
 /** Address families to try, in order, for host names (the table takes one family). */
-function familyPreference(ipVersion: string | undefined, transport: string | undefined, source: string): Array<4 | 6> {
+export function familyPreference(ipVersion: string | undefined, transport: string | undefined, source: string): Array<4 | 6> {
   switch (ipVersion) {
     case 'ipv4':
       return [4];

@@ -7,16 +7,21 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadBinding, type NativeMembershipEvent } from '../binding';
-import { CorosyncMembership, Lowcomms } from '../lib';
+import { CorosyncMembership, Lowcomms, corosyncNodeTable } from '../lib';
 
 type Emit = (ev: NativeMembershipEvent) => void;
 
 /** Replaces the addon's corosync entry points for one test; returns the event pump. */
-function fakeCorosync(t: import('node:test').TestContext, local: number, nodelist: Array<{ nodeid: number; addrs: string[] }>) {
+function fakeCorosync(
+  t: import('node:test').TestContext,
+  local: number,
+  nodelist: Array<{ nodeid: number; addrs: string[] }>,
+  totem: { ipVersion?: string; transport?: string } = {},
+) {
   const b = loadBinding() as unknown as Record<string, unknown>;
   const saved = { Membership: b.Membership, corosyncNodelist: b.corosyncNodelist };
   const state: { emit?: Emit; stopped: boolean; quorate: boolean } = { stopped: false, quorate: false };
-  b.corosyncNodelist = () => ({ localNodeid: local, clusterName: 'fake', nodes: nodelist.map((n) => ({ ...n, name: '' })) });
+  b.corosyncNodelist = () => ({ localNodeid: local, clusterName: 'fake', ...totem, nodes: nodelist.map((n) => ({ ...n, name: '' })) });
   b.Membership = class {
     constructor(group: string, onEvent: Emit) {
       assert.equal(group, 'app');
@@ -116,4 +121,25 @@ test('bad group names are ConfigErrors', () => {
   const comms = new Lowcomms({ nodeid: 1, nodes: [{ nodeid: 1, addrs: ['127.0.0.1'] }], port: 21064 });
   for (const group of ['', 'x'.repeat(129), undefined as unknown as string])
     assert.throws(() => new CorosyncMembership(comms, { group }), { code: 'ERR_LOWCOMMS_CONFIG' });
+});
+
+test('corosyncNodeTable resolves host names as corosync 3 does by default (knet: IPv6 first)', async (t) => {
+  const lookup = async () => [
+    { address: '::1', family: 6 },
+    { address: '127.0.0.1', family: 4 },
+  ];
+  fakeCorosync(t, 1, [{ nodeid: 1, addrs: ['node1'] }], { transport: 'knet' });
+  assert.deepEqual((await corosyncNodeTable({ lookup })).nodes.require(1).addrs, ['::1'], 'knet default: IPv6 first');
+});
+
+test('corosyncNodeTable follows totem.ip_version', async (t) => {
+  const lookup = async () => [
+    { address: '::1', family: 6 },
+    { address: '127.0.0.1', family: 4 },
+  ];
+  fakeCorosync(t, 1, [{ nodeid: 1, addrs: ['node1'] }], { transport: 'knet', ipVersion: 'ipv4' });
+  const r = await corosyncNodeTable({ lookup });
+  assert.deepEqual(r.nodes.require(1).addrs, ['127.0.0.1']);
+  assert.equal(r.nodeid, 1);
+  assert.equal(r.clusterName, 'fake');
 });

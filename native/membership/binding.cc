@@ -180,6 +180,8 @@ Napi::Value CorosyncNodelist(const Napi::CallbackInfo& info) {
   auto o = Napi::Object::New(env);
   o.Set("localNodeid", Napi::Number::New(env, nl.local_nodeid));
   o.Set("clusterName", nl.cluster_name);
+  o.Set("ipVersion", nl.ip_version);
+  o.Set("transport", nl.transport);
   auto nodes = Napi::Array::New(env, nl.nodes.size());
   for (uint32_t i = 0; i < nl.nodes.size(); i++) {
     auto n = Napi::Object::New(env);

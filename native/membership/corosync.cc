@@ -177,6 +177,8 @@ Nodelist read_nodelist(const Api* api) {
 
   Nodelist out;
   get_string("totem.cluster_name", &out.cluster_name);
+  get_string("totem.ip_version", &out.ip_version);
+  get_string("totem.transport", &out.transport);
 
   // nodelist.node.<pos>.<field>: collect fields per position, in position order.
   struct Raw {

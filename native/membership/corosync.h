@@ -97,6 +97,7 @@ struct NodeEntry {
 struct Nodelist {
   uint32_t local_nodeid = 0;  // 0 when cmap does not say
   std::string cluster_name;
+  std::string ip_version, transport;  // totem.ip_version, totem.transport ('' if unset)
   std::vector<NodeEntry> nodes;  // in nodelist order
 };
 

@@ -225,7 +225,14 @@ export class CorosyncCluster {
       const fatal = log.find((e) => e.t === 'fatal');
       if (fatal) throw new Error(`node ${i} failed: ${String(fatal.message)}`);
       if (pred(log)) return log;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for node ${i}: ${what}; last lines: ${JSON.stringify(log.filter((e) => e.t !== 'sent' && e.t !== 'got').slice(-8))}`);
+      if (Date.now() > deadline) {
+        const runs = this.logs.get(i)!;
+        const errFile = path.join(this.dir, `n${i}-run${runs.length - 1}.stderr`);
+        const stderr = fs.existsSync(errFile) ? fs.readFileSync(errFile, 'utf8').slice(-800) : '';
+        throw new Error(
+          `timed out waiting for node ${i}: ${what}; last lines: ${JSON.stringify(log.filter((e) => e.t !== 'sent' && e.t !== 'got').slice(-8))}; stderr: ${stderr}`,
+        );
+      }
       await sleep(50);
     }
   }
