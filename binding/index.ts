@@ -169,6 +169,45 @@ export interface NativeEngine {
   authReply(socketId: number, nonce: Uint8Array, proof: Uint8Array, expected: Uint8Array): void;
 }
 
+/** One corosync CPG group member (process) as a configuration change lists it. */
+export interface NativeCpgMember {
+  nodeid: number;
+  pid: number;
+  /** CPG_REASON_*: 1 join, 2 leave, 3 node down, 4 node up, 5 process down. */
+  reason: number;
+}
+
+export type NativeMembershipEvent =
+  | { type: 'confchg'; members: NativeCpgMember[]; left: NativeCpgMember[]; joined: NativeCpgMember[] }
+  | { type: 'quorum'; quorate: boolean; ringSeq: number; view: number[] }
+  | { type: 'lost'; error: string };
+
+/** corosync's nodelist as cmap holds it. */
+export interface NativeCorosyncNodelist {
+  /** 0 when cmap does not say. */
+  localNodeid: number;
+  clusterName: string;
+  /** totem.ip_version and totem.transport, '' when cmap has none. */
+  ipVersion?: string;
+  transport?: string;
+  nodes: Array<{ nodeid: number; name: string; addrs: string[] }>;
+}
+
+/**
+ * A CPG group membership followed by a dispatch thread (native/membership). The
+ * constructor throws {code: 'ENOCOROSYNC'} when corosync's client libraries are not
+ * installed; start() throws {code: 'ECOROSYNC', op, cs, csName} when corosync refuses.
+ */
+export interface NativeMembership {
+  /** Joins the group; returns the local nodeid. */
+  start(): number;
+  /** Leaves the group and stops the thread; final. */
+  stop(): void;
+  quorate(): boolean;
+  ref(): void;
+  unref(): void;
+}
+
 export type BatchCallback = (data: Buffer, index: Uint32Array, batchId: number) => void;
 export type EventCallback = (ev: NativeEvent) => void;
 
@@ -176,6 +215,11 @@ export interface NativeBinding {
   Engine: new (opts: NativeOptions, onBatch: BatchCallback, onEvent: EventCallback) => NativeEngine;
   /** Whether this kernel can open an SCTP one-to-many socket of the given family. */
   sctpAvailable(family: 4 | 6): { ok: boolean; errno: number };
+  Membership: new (group: string, onEvent: (ev: NativeMembershipEvent) => void) => NativeMembership;
+  /** Reads nodelist.node.* from a running corosync's cmap (throws like Membership). */
+  corosyncNodelist(): NativeCorosyncNodelist;
+  /** Whether libcpg.so.4, libcmap.so.4 and libquorum.so.5 load; `detail` says why not. */
+  corosyncAvailable(): { ok: boolean; detail: string };
 }
 
 /** The package root, from binding/ (sources) or dist/binding/ (compiled). */

@@ -21,6 +21,7 @@ const USAGE = `usage: lowcomms <command> [options]
 commands:
   bench             SCTP vs TCP through the lowcomms API, with node:net and C baselines
   status CONFIG     reachability of every node of a corosync.conf or JSON node table
+  status --corosync the same for the node list of the running corosync (its cmap)
   ping CONFIG       the same, with --count connect-time samples per address
   keygen FILE       write a new cluster key for auth: 32 random bytes, mode 0600
                     (then every node: auth: { key: fs.readFileSync(FILE) })
@@ -152,12 +153,15 @@ async function status(argv: string[], ping: boolean): Promise<number> {
       timeout: { type: 'string' },
       count: { type: 'string' },
       json: { type: 'boolean' },
+      corosync: { type: 'boolean' },
     },
   });
   const config = positionals[0];
-  if (!config) fail(`${ping ? 'ping' : 'status'} needs a CONFIG (corosync.conf or JSON node table)`);
+  if (!config && !values.corosync) fail(`${ping ? 'ping' : 'status'} needs a CONFIG (corosync.conf or JSON node table) or --corosync`);
+  if (config && values.corosync) fail('give either a CONFIG or --corosync, not both');
   return runStatus({
-    config,
+    config: config ?? '',
+    corosync: values.corosync ?? false,
     port: Number(values.port ?? STATUS_DEFAULT_PORT),
     timeoutMs: Number(values.timeout ?? 1000),
     count: Number(values.count ?? (ping ? 5 : 1)),

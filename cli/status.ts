@@ -3,15 +3,19 @@
  * For every node and address of a corosync.conf nodelist or a JSON node table: can this
  * host reach the cluster port (TCP connect: ok with its time, refused, timeout, or the
  * error), which transport the cluster would use, and whether this kernel has SCTP.
- * This is a reachability check, not a DLM handshake; exit status 0 only when every
- * node answers on at least one address.
+ * With --corosync the node list is the running corosync's (cmap nodelist.node.*), as
+ * CorosyncMembership sees it. This is a reachability check, not a DLM handshake; exit
+ * status 0 only when every node answers on at least one address.
  */
 import net from 'node:net';
-import { DLM_DEFAULT_PORT, NodeTable, sctpAvailable } from '../lib';
+import { DLM_DEFAULT_PORT, NodeTable, corosyncNodeTable, sctpAvailable } from '../lib';
 import { renderTable, type Cell } from './table';
 
 export interface StatusOptions {
+  /** A corosync.conf or JSON node table; ignored with `corosync`. */
   config: string;
+  /** Read the node list from the running corosync (cmap) instead of a file. */
+  corosync?: boolean;
   port: number;
   timeoutMs: number;
   count: number;
@@ -46,7 +50,15 @@ function probe(addr: string, port: number, timeoutMs: number): Promise<{ state: 
 }
 
 export async function runStatus(o: StatusOptions): Promise<number> {
-  const table = await NodeTable.load(o.config);
+  let table: NodeTable;
+  let source = o.config;
+  if (o.corosync) {
+    const c = await corosyncNodeTable();
+    table = c.nodes;
+    source = `corosync cluster '${c.clusterName}' (cmap), this node ${c.nodeid}`;
+  } else {
+    table = await NodeTable.load(o.config);
+  }
   const sctp = sctpAvailable(table.family ?? 4);
   const multihomed = [...table].some((n) => n.addrs.length > 1);
   const transport = sctp.ok && multihomed ? 'sctp' : 'tcp';
@@ -74,9 +86,9 @@ export async function runStatus(o: StatusOptions): Promise<number> {
   }
   const all = nodes.every((n) => n.reachable);
   if (o.json) {
-    console.log(JSON.stringify({ config: o.config, port: o.port, transport, sctp: sctp.ok, nodes, reachable: all }, null, 2));
+    console.log(JSON.stringify({ config: source, port: o.port, transport, sctp: sctp.ok, nodes, reachable: all }, null, 2));
   } else {
-    console.log(`cluster ${o.config}: ${table.size} nodes, port ${o.port}`);
+    console.log(`cluster ${source}: ${table.size} nodes, port ${o.port}`);
     console.log(
       `transport (detect): ${transport}` +
         (transport === 'tcp' && multihomed ? ' (nodes are multihomed but this kernel has no SCTP)' : '') +

@@ -13,7 +13,9 @@ export type LowcommsErrorCode =
   | 'ERR_LOWCOMMS_ADDRESS_IN_USE'
   | 'ERR_LOWCOMMS_NATIVE'
   | 'ERR_LOWCOMMS_PEER'
-  | 'ERR_LOWCOMMS_LOAD';
+  | 'ERR_LOWCOMMS_LOAD'
+  | 'ERR_LOWCOMMS_COROSYNC_UNAVAILABLE'
+  | 'ERR_LOWCOMMS_COROSYNC';
 
 export class LowcommsError extends Error {
   readonly code: LowcommsErrorCode;
@@ -135,5 +137,32 @@ export class PeerError extends LowcommsError {
 export class LoadError extends LowcommsError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_LOWCOMMS_LOAD', message, options);
+  }
+}
+
+/**
+ * Corosync membership was asked for, but corosync's client libraries (libcpg.so.4,
+ * libcmap.so.4, libquorum.so.5) cannot be loaded. Without membership nothing needs them.
+ */
+export class CorosyncUnavailableError extends LowcommsError {
+  constructor(detail: string) {
+    super(
+      'ERR_LOWCOMMS_COROSYNC_UNAVAILABLE',
+      `corosync client libraries not found (${detail}). On Debian/Ubuntu install them with ` +
+        `'apt-get install libcpg4 libcmap4 libquorum5' (the 'corosync' package pulls them in).`,
+    );
+  }
+}
+
+/** A corosync call failed (corosync not running, not ours to use, shutting down...). */
+export class CorosyncError extends LowcommsError {
+  /** The call that failed (cpg_join, cmap_initialize, ...), or 'dispatch' when the link broke. */
+  readonly op: string;
+  /** corosync's cs_error_t (2 CS_ERR_LIBRARY: corosync is not running), 0 if none. */
+  readonly cs: number;
+  constructor(message: string, op: string, cs = 0) {
+    super('ERR_LOWCOMMS_COROSYNC', message);
+    this.op = op;
+    this.cs = cs;
   }
 }

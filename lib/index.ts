@@ -33,3 +33,15 @@ export { parseCorosyncConf, parseCorosyncNodelist } from './corosync';
 export { AUTH_KEY_BYTES, AUTH_SCRYPT, deriveAuthKey, type AuthOptions } from './authkey';
 export * from './errors';
 export * from './dlm';
+export {
+  CorosyncMembership,
+  corosyncAvailable,
+  corosyncNodeTable,
+  readCorosyncCluster,
+  type CorosyncClusterInfo,
+  type CorosyncClusterNode,
+  type CpgMember,
+  type CpgReason,
+  type MembershipEvents,
+  type MembershipOptions,
+} from './membership';

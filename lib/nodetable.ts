@@ -120,7 +120,7 @@ export interface LoadOptions {
 const defaultLookup: HostLookup = (name) => dns.lookup(name, { all: true });
 
 /** Address families to try, in order, for host names (the table takes one family). */
-function familyPreference(ipVersion: string | undefined, transport: string | undefined, source: string): Array<4 | 6> {
+export function familyPreference(ipVersion: string | undefined, transport: string | undefined, source: string): Array<4 | 6> {
   switch (ipVersion) {
     case 'ipv4':
       return [4];
@@ -142,7 +142,7 @@ function familyPreference(ipVersion: string | undefined, transport: string | und
  * Replaces host names by their addresses. The whole table gets one family: the family
  * of its IP literals if it has any, else the first of `prefer` that every name has.
  */
-async function resolveNames(
+export async function resolveNames(
   nodes: Array<NodeConfig & { line?: number }>,
   prefer: Array<4 | 6>,
   lookup: HostLookup,

@@ -8,7 +8,8 @@
 //      ASan + UBSan + LSan build; 5. the same against a ThreadSanitizer build; 6. the SCTP
 //      suites against a UBSan build in the guest (ASan cannot run there); 7. the unit and
 //      TCP suites on the other supported Node versions, and on arm64 (the linux-arm64
-//      prebuild, under qemu); 8. the packed tarball holds and loads both prebuilds.
+//      prebuild, under qemu); 8. the packed tarball holds and loads both prebuilds;
+//      and membership against three real corosync instances (test/corosync), on this host.
 // SCTP is never skipped: a run that could not test it fails. The last line is the total
 // as "N passed, N failed", with how many of those tests ran on SCTP.
 import { spawnSync } from 'node:child_process';
@@ -29,6 +30,7 @@ const unitFiles = list('test');
 const FUZZ_TARGETS = ['stream', 'writequeue', 'auth'];
 const netFiles = list('test/net');
 const umlFiles = list('test/uml');
+const corosyncFiles = list('test/corosync');
 
 function hostHasSctp() {
   const r = spawnSync('bash', ['scripts/has-sctp.sh'], { encoding: 'utf8' });
@@ -107,6 +109,11 @@ if (!only || only === 'unit' || only === 'net') {
   results.push(runNodeTests('host', files, { LOWCOMMS_TEST_TRANSPORTS: transports }));
 }
 
+// Membership from a real corosync (test/corosync): three corosync 3 instances in network
+// namespaces of this host, as root (scripts/setup-system.sh installs corosync). Host and
+// x64 only: the guest and qemu have no corosync. About a minute.
+if (!only || only === 'corosync') results.push(runNodeTests('corosync', corosyncFiles, { LOWCOMMS_TEST_TRANSPORTS: 'tcp' }));
+
 if (!only || only === 'net' || only === 'uml') {
   const files = [...(only === 'uml' ? [] : netFiles), ...umlFiles];
   if (nativeSctp) {
@@ -149,7 +156,8 @@ if (!only || only === 'fuzz') {
 // Sanitizers: the addon built with ASan + UBSan + LeakSanitizer, the host suites on TCP.
 if (!only || only === 'asan') {
   console.log('\n=== asan: ASan + UBSan + LSan build, host suites on TCP ===');
-  results.push(runNodeTests('asan', [...unitFiles.filter((f) => !/cli|uml-harness|nodetable|corosync/.test(f)), ...netFiles], { LOWCOMMS_TEST_TRANSPORTS: 'tcp', LOWCOMMS_SOAK_SECONDS: '15', LOWCOMMS_TEST_MESSAGES: '20000', LOWCOMMS_TEST_KILLS: '50', LOWCOMMS_TEST_RESTARTS: '15' }, ['bash', 'scripts/test-asan.sh']));
+  // corosyncFiles: the membership thread and the dlopen'd client libraries under ASan too (about 50 s).
+  results.push(runNodeTests('asan', [...unitFiles.filter((f) => !/cli|uml-harness|nodetable|corosync/.test(f)), ...netFiles, ...corosyncFiles], { LOWCOMMS_TEST_TRANSPORTS: 'tcp', LOWCOMMS_SOAK_SECONDS: '15', LOWCOMMS_TEST_MESSAGES: '20000', LOWCOMMS_TEST_KILLS: '50', LOWCOMMS_TEST_RESTARTS: '15' }, ['bash', 'scripts/test-asan.sh']));
 }
 
 // ThreadSanitizer: the addon built with -fsanitize=thread, libtsan preloaded into node

@@ -23,6 +23,9 @@ packages=(
 	# scripts/test-arm64.sh: the arm64 Node and the tests under qemu user emulation,
 	# with the arm64 C and C++ runtime libraries (/usr/aarch64-linux-gnu)
 	g++-aarch64-linux-gnu qemu-user-static libc6-arm64-cross libstdc++6-arm64-cross
+	# test/corosync: corosync 3 itself (three instances in network namespaces) and the
+	# client libraries the addon opens at run time for membership (dlopen, no headers needed)
+	corosync libcpg4 libcmap4 libquorum5
 )
 
 check_only=0

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include "lowcomms/lowcomms.h"
+#include "membership/binding.h"
 
 namespace lowcomms {
 namespace {
@@ -416,6 +417,7 @@ Napi::Value SctpAvailable(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", Engine::Define(env));
   exports.Set("sctpAvailable", Napi::Function::New<SctpAvailable>(env, "sctpAvailable"));
+  membership::Init(env, exports);
   return exports;
 }
 

@@ -292,6 +292,9 @@ class Lowcomms {
   // Some node may owe an ACK: the receive thread acks after ack_delay_ms. Set by the
   // receive thread, and by release() (which then wakes it) when consumption made one due.
   std::atomic<bool> rx_ack_due_{false};
+  // When the owed ACKs go out at the latest (rx thread; 0: none owed). A deadline, not an
+  // idle timeout: traffic from other nodes must not hold a node's ACK back.
+  int64_t rx_ack_deadline_ns_ = 0;
   // Which messages of each node a batch holds, so that consuming it lets them be acked.
   struct ConsumeMark {
     uint32_t nodeid;

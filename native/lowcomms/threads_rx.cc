@@ -235,6 +235,7 @@ void Lowcomms::rx_flush_batch() {
 
 void Lowcomms::rx_idle_acks() {
   rx_ack_due_ = false;
+  rx_ack_deadline_ns_ = 0;
   for (auto& c : all_connections()) {
     bool kick = false;
     {
@@ -263,7 +264,12 @@ void Lowcomms::rx_main() {
         continue;
       }
     }
-    int timeout = rx_ack_due_ ? int(cfg_.ack_delay_ms) : -1;
+    int timeout = -1;
+    if (rx_ack_due_) {
+      const int64_t now = now_ns();
+      if (!rx_ack_deadline_ns_) rx_ack_deadline_ns_ = now + int64_t(cfg_.ack_delay_ms) * 1'000'000;
+      timeout = int(std::max<int64_t>(0, (rx_ack_deadline_ns_ - now + 999'999) / 1'000'000));
+    }
     if (!sctp_ctrl_backlog_.empty()) timeout = timeout < 0 ? kCtrlRetryMs : std::min(timeout, kCtrlRetryMs);
     // Handshakes under way are checked against their deadline a few times a second.
     if (const int64_t now = now_ns(); rx_hs_check_ns_ && now >= rx_hs_check_ns_)
@@ -293,6 +299,8 @@ void Lowcomms::rx_main() {
       }
     }
     rx_flush_batch();
+    // Busy with other nodes' traffic: the owed ACKs still go out on time.
+    if (rx_ack_deadline_ns_ && now_ns() >= rx_ack_deadline_ns_) rx_idle_acks();
   }
   rx_flush_batch();
   rx_socks_.clear();
