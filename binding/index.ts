@@ -21,6 +21,8 @@ export interface NativeOptions {
   protocol: '3.1' | '3.2';
   /** A cluster key: the handshake with lowcomms peers ends with HMAC proofs. */
   auth: boolean;
+  /** With auth: how records are protected after the handshake. */
+  records?: 'encrypt' | 'integrity';
   tcpUserTimeoutMs: number;
   connectRetryMaxMs: number;
   ackDelayMs: number;
@@ -62,6 +64,8 @@ export interface NativeNodeStats {
   connectErrors: number;
   resent: number;
   badFrames: number;
+  /** With auth: records from this node that failed authentication (each closed its connection). */
+  badRecords: number;
   backpressure: number;
   acksSent: number;
   droppedUnacked: number;
@@ -100,6 +104,7 @@ export interface NativeStats {
   accepts: number;
   authFailures: number;
   staleDropped: number;
+  recordFailures: number;
   batches: number;
   rxPaused: number;
   rxPendingBytes: number;
@@ -138,9 +143,10 @@ export interface NativeEngine {
   killConnections(nodeid: number): void;
   /**
    * The answer to an 'auth' event: the nonce of ours it was computed for (a reply to an
-   * earlier handshake is ignored), our PROOF and the one expected from the peer.
+   * earlier handshake is ignored), our PROOF and the one expected from the peer, and the
+   * connection's two session keys (ours to seal, the peer's to open; 32 bytes each).
    */
-  authReply(socketId: number, nonce: Uint8Array, proof: Uint8Array, expected: Uint8Array): void;
+  authReply(socketId: number, nonce: Uint8Array, proof: Uint8Array, expected: Uint8Array, txKey: Uint8Array, rxKey: Uint8Array): void;
 }
 
 export type BatchCallback = (data: Buffer, index: Uint32Array, batchId: number) => void;

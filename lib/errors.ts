@@ -13,7 +13,8 @@ export type LowcommsErrorCode =
   | 'ERR_LOWCOMMS_ADDRESS_IN_USE'
   | 'ERR_LOWCOMMS_NATIVE'
   | 'ERR_LOWCOMMS_PEER'
-  | 'ERR_LOWCOMMS_LOAD';
+  | 'ERR_LOWCOMMS_LOAD'
+  | 'ERR_LOWCOMMS_CRYPTO';
 
 export class LowcommsError extends Error {
   readonly code: LowcommsErrorCode;
@@ -135,5 +136,12 @@ export class PeerError extends LowcommsError {
 export class LoadError extends LowcommsError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_LOWCOMMS_LOAD', message, options);
+  }
+}
+
+/** auth was asked for, but OpenSSL's libcrypto 3 (which protects the records) is not in this process nor loadable. */
+export class CryptoUnavailableError extends LowcommsError {
+  constructor(message: string) {
+    super('ERR_LOWCOMMS_CRYPTO', message);
   }
 }

@@ -3,7 +3,7 @@
  * policy (transport choice, batching, limits) and hands received messages to the
  * application; every byte on the wire is produced and consumed by the native threads.
  */
-import { createHmac } from 'node:crypto';
+import { createHmac, hkdfSync } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
   loadBinding,
@@ -17,6 +17,7 @@ import { DLM_DEFAULT_PORT, DLM_HEADER_LEN, DLM_MAX_APP_BUFSIZE, DLM_MSG, DLM_MSG
 import {
   AddressInUseError,
   ConfigError,
+  CryptoUnavailableError,
   LowcommsError,
   MessageError,
   MessageSizeError,
@@ -153,6 +154,12 @@ export interface LowcommsStats {
   /** Connections refused because the peer failed the authentication handshake. */
   authFailures: number;
   /**
+   * With auth: records (messages after the handshake) that failed authentication, each of
+   * which closed its connection or association (nothing of it was delivered; midcomms
+   * resends on the next one). Per node: nodes[].badRecords.
+   */
+  recordFailures: number;
+  /**
    * SCTP: messages still queued for an association we had just aborted (a kill, a bad
    * frame, a failed handshake) when we read them. Dropped: their sender resends them.
    */
@@ -229,6 +236,8 @@ type MessageHandler = (msg: DlmMessage) => void;
 type BatchHandler = (batch: MessageBatch) => void;
 
 const AUTH_LABEL = 'lowcomms-auth-v2';
+/** HKDF info label of the session keys (docs/protocol.md). */
+const RECORD_LABEL = 'lowcomms-record-v1';
 
 function positiveInt(name: string, v: unknown, max = 0xffffffff): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max)
@@ -497,6 +506,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       transport: this.transportName ?? 'tcp',
       rejected: s?.rejected ?? 0,
       authFailures: s?.authFailures ?? 0,
+      recordFailures: s?.recordFailures ?? 0,
       staleDropped: s?.staleDropped ?? 0,
       accepts: s?.accepts ?? 0,
       batches: s?.batches ?? 0,
@@ -598,11 +608,24 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
         .update(proverNonce)
         .digest();
     };
+    // The session key of the direction sender -> receiver: HKDF-SHA256(key, salt = the two
+    // nonces, info = label | mode | sender | receiver | their incarnations). Sender first,
+    // so each direction has its own key (a record reflected back does not open).
+    const mode = this.clusterKey?.records ?? 'encrypt';
+    const sessionKey = (sender: number, receiver: number, senderInc: Buffer, receiverInc: Buffer, senderNonce: Buffer, receiverNonce: Buffer) => {
+      const ids = Buffer.alloc(8);
+      ids.writeUInt32LE(sender, 0);
+      ids.writeUInt32LE(receiver, 4);
+      const info = Buffer.concat([Buffer.from(`${RECORD_LABEL}:${mode}:`), ids, senderInc, receiverInc]);
+      return Buffer.from(hkdfSync('sha256', key, Buffer.concat([senderNonce, receiverNonce]), info, 32));
+    };
     this.engine.authReply(
       ev.value,
       mine!,
       mac(this.nodeid, ev.nodeid, myInc!, theirInc!, theirs!, mine!),
       mac(ev.nodeid, this.nodeid, theirInc!, myInc!, mine!, theirs!),
+      sessionKey(this.nodeid, ev.nodeid, myInc!, theirInc!, mine!, theirs!),
+      sessionKey(ev.nodeid, this.nodeid, theirInc!, myInc!, theirs!, mine!),
     );
   }
 
@@ -640,6 +663,7 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       kernelMinimums: o.kernelMinimums ?? false,
       protocol: o.protocol ?? '3.2',
       auth: this.clusterKey !== undefined,
+      ...(this.clusterKey ? { records: this.clusterKey.records } : {}),
       tcpUserTimeoutMs: o.tcpUserTimeoutMs ?? 10_000,
       connectRetryMaxMs: o.connectRetryMaxMs ?? 1000,
       ackDelayMs: o.ackDelayMs ?? 20,
@@ -725,8 +749,12 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
         this.emit('connecting', { nodeid: ev.nodeid, reason: ev.detail, errno: ev.value });
         return;
       case 'reject':
-        // An unknown address, or (code 'auth') a known node that failed authentication.
-        this.emit('reject', ev.code === 'auth' ? { address: '', nodeid: ev.nodeid, reason: ev.detail } : { address: ev.detail });
+        // An unknown address, or (code 'auth') a known node that failed authentication, or
+        // (code 'record') a record of an authenticated connection that failed it.
+        this.emit(
+          'reject',
+          ev.code === 'auth' || ev.code === 'record' ? { address: '', nodeid: ev.nodeid, reason: ev.detail } : { address: ev.detail },
+        );
         return;
       case 'drain':
         this.emit('drain', { nodeid: ev.nodeid });
@@ -883,6 +911,8 @@ function mapStartError(err: unknown, transport: TransportName): LowcommsError {
     case 'CONFIG':
     case 'EADDRNOTAVAIL':
       return new ConfigError(msg);
+    case 'ECRYPTO':
+      return new CryptoUnavailableError(msg);
     default:
       return new NativeError(msg, e?.errno);
   }

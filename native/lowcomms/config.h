@@ -2,6 +2,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include "lowcomms/session_crypto.h"
 
 namespace lowcomms {
 
@@ -42,7 +43,9 @@ struct Config {
   size_t max_rx_pending_bytes = 8u << 20;     // handed to JS, not yet consumed; reading stops past it
   bool kernel_minimums = false;               // enforce sizeof(dlm_message)/sizeof(dlm_rcom)
   bool protocol31 = false;
-  bool auth = false;                          // peer authentication handshake (auth.h), TCP                    // speak DLM 3.1: no midcomms wrapper, acks, resend
+  bool auth = false;                          // peer authentication handshake (auth.h)
+  // With auth: how every record after the handshake is protected (session_crypto.h).
+  record::Mode record_mode = record::Mode::kEncrypt;
   uint32_t tcp_user_timeout_ms = 10000;
   uint32_t connect_retry_max_ms = 1000;       // the kernel retries every second
   uint32_t ack_delay_ms = 20;                 // idle ack after this long without traffic

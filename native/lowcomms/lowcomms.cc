@@ -392,6 +392,7 @@ std::vector<Lowcomms::NodeStats> Lowcomms::node_stats() {
     s.dropped_unacked = k.dropped_unacked;
     s.restarts = k.restarts;
     s.desync_reports = k.desync_reports;
+    s.bad_records = k.bad_records;
     s.peer_incarnation = c->peer_incarnation;
     s.kernel = !c->handshake && !cfg_.protocol31;
     s.connected = cfg_.transport == Transport::kSctp ? c->assoc_up.load()
@@ -424,6 +425,8 @@ void Lowcomms::start() {
     throw EngineError{"CONFIG", "TCP can't handle multi-homed hosts, use SCTP (local node has " +
                                     std::to_string(local_.size()) + " addresses)",
                       0};
+  if (cfg_.auth)
+    if (const char* why = record::unavailable_reason()) throw EngineError{"ECRYPTO", why, 0};
   if (!auth::make_incarnation(&incarnation_)) throw EngineError{"ERRNO", "getrandom failed", errno};
   tx_epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
   rx_epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
