@@ -142,6 +142,12 @@ export interface NativeEngine {
   unref(): void;
   killConnections(nodeid: number): void;
   /**
+   * Test hook (SCTP with auth): the next record sent to the node is altered, preceded by
+   * a forged one, sent twice, dropped or swapped with the one after it. False when the
+   * node is unknown or its records are not protected.
+   */
+  tamperRecords(nodeid: number, what: 'flip' | 'inject' | 'replay' | 'drop' | 'reorder'): boolean;
+  /**
    * The answer to an 'auth' event: the nonce of ours it was computed for (a reply to an
    * earlier handshake is ignored), our PROOF and the one expected from the peer, and the
    * connection's two session keys (ours to seal, the peer's to open; 32 bytes each).

@@ -208,6 +208,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
                         InstanceMethod<&Engine::Stats>("stats"),
                         InstanceMethod<&Engine::Ref>("ref"),
                         InstanceMethod<&Engine::KillConnections>("killConnections"),
+                        InstanceMethod<&Engine::TamperRecords>("tamperRecords"),
                         InstanceMethod<&Engine::AuthReply>("authReply"),
                         InstanceMethod<&Engine::Unref>("unref")});
   }
@@ -324,6 +325,15 @@ class Engine : public Napi::ObjectWrap<Engine> {
     engine_->auth_reply(uint64_t(info[0].As<Napi::Number>().Int64Value()), nonce.Data(), proof.Data(),
                         expected.Data(), tx_key.Data(), rx_key.Data());
     return info.Env().Undefined();
+  }
+  // tamperRecords(nodeid, 'flip' | 'inject' | 'replay' | 'drop' | 'reorder'): a test hook.
+  Napi::Value TamperRecords(const Napi::CallbackInfo& info) {
+    const std::string w = info[1].ToString().Utf8Value();
+    using T = Lowcomms::Tamper;
+    const T what = w == "flip" ? T::kFlip : w == "inject" ? T::kInject : w == "replay" ? T::kReplay
+                 : w == "drop" ? T::kDrop : w == "reorder" ? T::kReorder : T::kNone;
+    if (what == T::kNone) throw Napi::TypeError::New(info.Env(), "tamperRecords: unknown action " + w);
+    return Napi::Boolean::New(info.Env(), engine_->tamper_records(info[0].As<Napi::Number>().Uint32Value(), what));
   }
   Napi::Value KillConnections(const Napi::CallbackInfo& info) {
     engine_->kill_connections(info[0].As<Napi::Number>().Uint32Value());

@@ -133,6 +133,7 @@ struct Connection {
   uint32_t sealer_gen = 0;
   std::deque<SealedMsg> sctp_sealed;
   std::vector<SealedMsg> sctp_spare;
+  std::atomic<uint8_t> tamper{0};  // Lowcomms::Tamper, for the next sealed message (tests)
 
   // Receive-thread state: frames dropped as duplicates or gaps, or acks going
   // backwards, with no delivery in between (a peer whose midcomms state is not ours).

@@ -143,6 +143,14 @@ void Lowcomms::kill_connections(uint32_t nodeid) {
   rx_wake_.signal();
 }
 
+bool Lowcomms::tamper_records(uint32_t nodeid, Tamper what) {
+  ConnPtr c = find(nodeid);
+  if (!c || !cfg_.auth || !c->handshake || cfg_.transport != Transport::kSctp) return false;
+  c->tamper = uint8_t(what);
+  kick_tx(c);
+  return true;
+}
+
 void Lowcomms::reset_locked(Connection& c) {
   c.mc.reset();
   c.wq.forget_unacked();

@@ -77,6 +77,12 @@ class Lowcomms {
   // Fault injection for tests and drills: abort every connection with the node (TCP:
   // RST; SCTP: ABORT of the association), as a network failure would.
   void kill_connections(uint32_t nodeid);
+  // Fault injection for the tests of record protection (auth, SCTP): the next record sent
+  // to the node is altered, injected before, replayed, dropped or swapped with the one after
+  // it, as an attacker on the path would; the node must close the association. False if
+  // there is no such node or records are not protected.
+  enum class Tamper : uint8_t { kNone, kFlip, kInject, kReplay, kDrop, kReorder };
+  bool tamper_records(uint32_t nodeid, Tamper what);
 
   // A run of messages staged by the JS thread, each record: le32 nodeid, le32 lockspace,
   // le16 body length, u8 cmd, u8 flags (kStagedRaw: the body is a whole message), body.
@@ -243,6 +249,7 @@ class Lowcomms {
   void sctp_flush(const ConnPtr& c);
   void sctp_flush_sealed(const ConnPtr& c);
   bool sctp_seal_more(const ConnPtr& c);
+  void sctp_tamper(Connection& c);
   void sctp_on_notification(const uint8_t* data, size_t len);
   void sctp_abort(int32_t assoc_id);
   void sctp_tune_assoc(int32_t assoc_id);

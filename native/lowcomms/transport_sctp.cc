@@ -629,6 +629,44 @@ bool Lowcomms::sctp_connect(const ConnPtr& c, int* err) {
   return false;
 }
 
+void Lowcomms::sctp_tamper(Connection& c) {
+  auto& q = c.sctp_sealed;
+  auto copy = [](const SealedMsg& m) {
+    SealedMsg d;
+    d.cap = d.len = m.len;
+    d.buf = std::make_unique_for_overwrite<uint8_t[]>(m.len);
+    std::memcpy(d.buf.get(), m.buf.get(), m.len);
+    return d;
+  };
+  switch (Tamper(c.tamper.load())) {
+    case Tamper::kNone:
+      return;
+    case Tamper::kFlip:
+      q.front().buf[record::kHeaderLen + (q.front().len - record::kOverhead) / 2] ^= 0x40;
+      break;
+    case Tamper::kInject: {
+      SealedMsg f;
+      f.cap = f.len = 64 + record::kOverhead;
+      f.buf = std::make_unique<uint8_t[]>(f.len);
+      std::memset(f.buf.get(), 0x5a, f.len);
+      f.buf[0] = 64, f.buf[1] = f.buf[2] = f.buf[3] = 0;
+      q.push_front(std::move(f));
+      break;
+    }
+    case Tamper::kReplay:
+      q.insert(q.begin() + 1, copy(q.front()));
+      break;
+    case Tamper::kDrop:
+      q.pop_front();
+      break;
+    case Tamper::kReorder:
+      if (q.size() < 2) return;  // wait for a second one
+      std::swap(q[0], q[1]);
+      break;
+  }
+  c.tamper = 0;
+}
+
 bool Lowcomms::sctp_seal_more(const ConnPtr& c) {
   iovec iov[kMaxMsgs];
   int n;
@@ -676,6 +714,10 @@ void Lowcomms::sctp_flush_sealed(const ConnPtr& c) {
       return;
     }
     if (c->sctp_sealed.empty()) return;
+    if (c->tamper) {
+      sctp_tamper(*c);
+      if (c->sctp_sealed.empty()) continue;  // dropped
+    }
     const int n = int(std::min<size_t>(c->sctp_sealed.size(), kMaxMsgs));
     sctp_sndinfo si{};
     si.snd_assoc_id = assoc_id;
