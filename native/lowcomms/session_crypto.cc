@@ -137,7 +137,7 @@ bool Cipher::seal(const iovec* iov, int n, size_t plain_len, uint8_t* out) {
     } else {
       // Integrity only: the payload is authenticated data and goes as it is.
       if (e->encrypt_update(x, nullptr, &outl, p, len) != 1) return false;
-      std::memcpy(body + off, p, size_t(len));
+      if (len) std::memcpy(body + off, p, size_t(len));
     }
     off += size_t(len);
   }
@@ -150,9 +150,9 @@ bool Cipher::seal(const iovec* iov, int n, size_t plain_len, uint8_t* out) {
 
 bool Cipher::open(const uint8_t* rec, size_t plain_len, uint8_t* plain) {
   const Evp* e = evp();
-  if (sealing_ || dead_ || plain_len > kMaxPlain || record_len(rec) != plain_len || counter_ == UINT64_MAX)
-    return false;
+  if (sealing_ || dead_) return false;
   dead_ = true;  // until this record proves itself
+  if (plain_len > kMaxPlain || record_len(rec) != plain_len || counter_ == UINT64_MAX) return false;
   uint8_t iv[kIvLen];
   make_iv(counter_, iv);
   CTX* x = ctx_->ctx;
