@@ -25,7 +25,7 @@ const rttRatio = (r: BenchResult, name: BenchBaseline['name'], run: BenchRun) =>
 
 function tcpTwin(r: BenchResult, run: BenchRun): BenchRun | undefined {
   return r.runs.find(
-    (x) => x.transport === 'tcp' && x.kernel === run.kernel && x.size === run.size && x.batching === run.batching && !!x.auth === !!run.auth,
+    (x) => x.transport === 'tcp' && x.kernel === run.kernel && x.size === run.size && x.batching === run.batching && x.records === run.records,
   );
 }
 
@@ -67,7 +67,7 @@ export function renderTable(r: BenchResult): string {
       run.kernel,
       run.size,
       run.batching,
-      ...(withAuth ? [run.auth ? 'on' : 'off', plain ? ratio(run.msgsPerSec, plain.msgsPerSec) : '', run.firstMsgMs ?? ''] : []),
+      ...(withAuth ? [run.auth ? (run.records ?? 'on') : 'off', plain ? ratio(run.msgsPerSec, plain.msgsPerSec) : '', run.firstMsgMs ?? ''] : []),
       withSpread(run.msgsPerSec, run.spread?.msgsPerSec, fmt),
       run.mbPerSec,
       withSpread(run.rttP50Us, run.spread?.rttP50Us),
@@ -108,7 +108,7 @@ async function svg(spec: object): Promise<string> {
 }
 
 export async function renderHtml(r: BenchResult): Promise<string> {
-  const series = (run: BenchRun) => `lowcomms ${run.transport} (${run.batching}${run.auth ? ', auth' : ''})`;
+  const series = (run: BenchRun) => `lowcomms ${run.transport} (${run.batching}${run.auth ? `, auth ${run.records ?? ''}` : ''})`;
   const thr = r.runs.map((run) => ({ series: series(run), kernel: run.kernel, size: run.size, msgsPerSec: run.msgsPerSec }));
   // Baselines of the 4096-byte frame sit with the 4072-byte message they compare with.
   for (const b of r.baselines)
