@@ -29,6 +29,8 @@ constexpr size_t kSctpRxBytes = 256 * 1024;
 // PPID of the authentication handshake's messages (DLM data carries the sender's nodeid).
 constexpr uint32_t kAuthPpid = 0x4c434131;  // "LCA1"
 constexpr int kMaxMsgs = 32;
+// With auth: sealed-message buffers kept for reuse per node (each up to an entry + 20 B).
+constexpr size_t kSealedSpares = 8;
 // Aborted associations remembered until their COMM_LOST (one is read soon after each).
 constexpr size_t kMaxAborted = 256;
 
@@ -734,7 +736,7 @@ void Lowcomms::sctp_flush_sealed(const ConnPtr& c) {
     if (r > 0) {
       for (int i = 0; i < r; i++) {
         c->ctr.tx_bytes += msgs[i].msg_len;
-        if (c->sctp_spare.size() < size_t(kMaxMsgs)) c->sctp_spare.push_back(std::move(c->sctp_sealed.front()));
+        if (c->sctp_spare.size() < kSealedSpares) c->sctp_spare.push_back(std::move(c->sctp_sealed.front()));
         c->sctp_sealed.pop_front();
       }
       if (r == n) continue;
