@@ -142,7 +142,7 @@ export interface NativeEngine {
   unref(): void;
   killConnections(nodeid: number): void;
   /**
-   * Test hook (SCTP with auth): the next record sent to the node is altered, preceded by
+   * Test hook (auth): the next record sent to the node is altered, preceded by
    * a forged one, sent twice, dropped or swapped with the one after it. False when the
    * node is unknown or its records are not protected.
    */

@@ -326,7 +326,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
                         expected.Data(), tx_key.Data(), rx_key.Data());
     return info.Env().Undefined();
   }
-  // tamperRecords(nodeid, 'flip' | 'inject' | 'replay' | 'drop' | 'reorder'): a test hook.
+  // tamperRecords(nodeid, 'flip' | 'inject' | 'replay' | 'drop' | 'reorder'): a test hook (auth).
   Napi::Value TamperRecords(const Napi::CallbackInfo& info) {
     const std::string w = info[1].ToString().Utf8Value();
     using T = Lowcomms::Tamper;

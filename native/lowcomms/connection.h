@@ -134,6 +134,7 @@ struct Connection {
   std::deque<SealedMsg> sctp_sealed;
   std::vector<SealedMsg> sctp_spare;
   std::atomic<uint8_t> tamper{0};  // Lowcomms::Tamper, for the next sealed message (tests)
+  SealedMsg tamper_held;           // reorder: a record held back to go after the next one
 
   // Receive-thread state: frames dropped as duplicates or gaps, or acks going
   // backwards, with no delivery in between (a peer whose midcomms state is not ours).

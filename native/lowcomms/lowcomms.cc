@@ -145,7 +145,7 @@ void Lowcomms::kill_connections(uint32_t nodeid) {
 
 bool Lowcomms::tamper_records(uint32_t nodeid, Tamper what) {
   ConnPtr c = find(nodeid);
-  if (!c || !cfg_.auth || !c->handshake || cfg_.transport != Transport::kSctp) return false;
+  if (!c || !cfg_.auth || !c->handshake) return false;
   c->tamper = uint8_t(what);
   kick_tx(c);
   return true;

@@ -77,7 +77,7 @@ class Lowcomms {
   // Fault injection for tests and drills: abort every connection with the node (TCP:
   // RST; SCTP: ABORT of the association), as a network failure would.
   void kill_connections(uint32_t nodeid);
-  // Fault injection for the tests of record protection (auth, SCTP): the next record sent
+  // Fault injection for the tests of record protection (auth): the next record sent
   // to the node is altered, injected before, replayed, dropped or swapped with the one after
   // it, as an attacker on the path would; the node must close the association. False if
   // there is no such node or records are not protected.
@@ -239,6 +239,7 @@ class Lowcomms {
   bool tcp_connect_done(const ConnPtr& c, int* err);
   void tcp_flush(const ConnPtr& c);
   void tcp_flush_sealed(const ConnPtr& c);
+  void tcp_tamper(Connection& c, Socket& s);
   // n bytes of the last gather() are on their way: advance, and say 'drain' if due.
   void tx_advanced(const ConnPtr& c, size_t n, uint64_t gen);
 

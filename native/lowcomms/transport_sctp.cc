@@ -560,18 +560,21 @@ void Lowcomms::sctp_auth_verified(const ConnPtr& c, int32_t assoc_id, int verdic
         return;
       }
       sctp_openers_[assoc_id] = std::move(opener);
-      {
-        std::lock_guard lk(c->keys_mu);
-        c->keys_assoc = assoc_id;
-        std::memcpy(c->keys_tx, sess.tx_key, record::kKeyLen);
-        c->keys_gen++;
-      }
       std::memset(sess.rx_key, 0, record::kKeyLen);
-      std::memset(sess.tx_key, 0, record::kKeyLen);
     }
     peer_identified(c, sess.peer_incarnation, nullptr);
     sess.state = auth::State::kDone;
-    c->sctp_authed_assoc = assoc_id;  // it takes over sending (the send thread rewinds for it)
+    {
+      // The association and its key together: the send thread takes both under this lock.
+      std::lock_guard lk(c->keys_mu);
+      if (sess.keyed) {
+        c->keys_assoc = assoc_id;
+        std::memcpy(c->keys_tx, sess.tx_key, record::kKeyLen);
+        std::memset(sess.tx_key, 0, record::kKeyLen);
+        c->keys_gen++;
+      }
+      c->sctp_authed_assoc = assoc_id;  // it takes over sending (the send thread rewinds for it)
+    }
     kick_tx(c);  // it may now send on this association
   }
 }
@@ -662,8 +665,14 @@ void Lowcomms::sctp_tamper(Connection& c) {
       q.pop_front();
       break;
     case Tamper::kReorder:
-      if (q.size() < 2) return;  // wait for a second one
-      std::swap(q[0], q[1]);
+      if (!c.tamper_held.len) {
+        // Held back until the next one has gone.
+        c.tamper_held = std::move(q.front());
+        q.pop_front();
+        return;
+      }
+      q.insert(q.begin() + 1, std::move(c.tamper_held));
+      c.tamper_held = SealedMsg{};
       break;
   }
   c.tamper = 0;
@@ -704,10 +713,13 @@ void Lowcomms::sctp_flush_sealed(const ConnPtr& c) {
   mmsghdr msgs[kMaxMsgs];
   char cbufs[kMaxMsgs][CMSG_SPACE(sizeof(sctp_sndinfo))];
   const int32_t assoc_id = c->send_assoc();
-  if (assoc_id == 0 || assoc_id != c->tx_assoc || !c->sctp_sealer || c->keys_gen != c->sealer_gen) {
-    // Another association or another handshake: the state machine rewinds for it.
-    if (assoc_id != 0) c->sock_failed = true;
-    kick_tx(c);
+  if (assoc_id == 0 || assoc_id != c->tx_assoc) {
+    kick_tx(c);  // the state machine sees the new association and reconnects
+    return;
+  }
+  if (!c->sctp_sealer || c->keys_gen != c->sealer_gen) {
+    // A new handshake on this association (restarted under the same id): rewind for it.
+    tx_lost(c, ECONNRESET, "association re-keyed");
     return;
   }
   for (int round = 0; round < 16; round++) {

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <algorithm>
 #include <cstring>
+#include <vector>
 #include "dlm/wire.h"
 #include "lowcomms/lowcomms.h"
 
@@ -218,9 +219,58 @@ void Lowcomms::tx_advanced(const ConnPtr& c, size_t n, uint64_t gen) {
   if (drained) emit(Event{"drain", c->nodeid, "", "", 0});
 }
 
+void Lowcomms::tcp_tamper(Connection& c, Socket& s) {
+  uint8_t* b = s.tx_out.get();
+  const size_t first = record::record_len(b) + record::kOverhead;
+  switch (Tamper(c.tamper.load())) {
+    case Tamper::kNone:
+      return;
+    case Tamper::kFlip:
+      b[record::kHeaderLen + (first - record::kOverhead) / 2] ^= 0x40;
+      break;
+    case Tamper::kInject: {
+      constexpr size_t kFake = 64 + record::kOverhead;
+      std::memmove(b + kFake, b, s.tx_len);
+      std::memset(b, 0x5a, kFake);
+      b[0] = 64, b[1] = b[2] = b[3] = 0;
+      s.tx_len += kFake;
+      break;
+    }
+    case Tamper::kReplay:
+      std::memmove(b + 2 * first, b + first, s.tx_len - first);
+      std::memcpy(b + first, b, first);
+      s.tx_len += first;
+      break;
+    case Tamper::kDrop:
+      std::memmove(b, b + first, s.tx_len - first);
+      s.tx_len -= first;
+      break;
+    case Tamper::kReorder: {
+      SealedMsg& h = c.tamper_held;
+      if (!h.len) {
+        // Held back until the record after it has gone.
+        h.buf = std::make_unique_for_overwrite<uint8_t[]>(first);
+        h.cap = h.len = first;
+        std::memcpy(h.buf.get(), b, first);
+        std::memmove(b, b + first, s.tx_len - first);
+        s.tx_len -= first;
+        if (s.tx_len == 0) return;
+      }
+      const size_t next = record::record_len(b) + record::kOverhead;
+      std::memmove(b + next + h.len, b + next, s.tx_len - next);
+      std::memcpy(b + next, h.buf.get(), h.len);
+      s.tx_len += h.len;
+      h = SealedMsg{};
+      break;
+    }
+  }
+  c.tamper = 0;
+}
+
 void Lowcomms::tcp_flush_sealed(const ConnPtr& c) {
   Socket& s = *c->sock;
-  if (!s.tx_out) s.tx_out = std::make_unique_for_overwrite<uint8_t[]>(kSealBufBytes);
+  // Room beyond kSealBufBytes for what tamper_records() may add (a replayed or forged record).
+  if (!s.tx_out) s.tx_out = std::make_unique_for_overwrite<uint8_t[]>(kSealBufBytes + 2 * (record::kMaxTcpPlain + record::kOverhead));
   iovec iov[64];
   for (int round = 0; round < 64; round++) {
     if (s.tx_off == s.tx_len) {
@@ -249,6 +299,8 @@ void Lowcomms::tcp_flush_sealed(const ConnPtr& c) {
         tx_advanced(c, plain, gen);
       }
       if (s.tx_len == 0) return;
+      if (c->tamper) tcp_tamper(*c, s);
+      if (s.tx_len == 0) continue;  // the only record was dropped
     }
     const ssize_t r = ::send(s.fd.get(), s.tx_out.get() + s.tx_off, s.tx_len - s.tx_off, MSG_NOSIGNAL | MSG_DONTWAIT);
     c->ctr.tx_syscalls++;

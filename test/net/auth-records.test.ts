@@ -13,7 +13,7 @@ import { Lowcomms, type RecordProtection } from '../../lib';
 import { until } from '../helpers/cluster';
 import { TamperRelay, relayedTables, type Tamper } from '../helpers/tamper-relay';
 import { Checker, pump } from '../helpers/traffic';
-import { testPort, testTransports } from '../helpers/transports';
+import { testPort } from '../helpers/transports';
 
 const KEY = randomBytes(32);
 
@@ -34,69 +34,69 @@ async function relayed(t: import('node:test').TestContext, tamper: Tamper, recor
   return { a, b, relay };
 }
 
-// The relay is a TCP proxy; SCTP has the same receiver checks, driven by fault injection
-// in the sender instead (test/net/auth-records-sctp.test.ts).
-if (testTransports().includes('tcp'))
-  describe('auth records over tcp: what an on-path attacker does after the handshake', () => {
-    for (const records of ['encrypt', 'integrity'] as const)
-      for (const tamper of ['flip', 'inject', 'replay', 'drop', 'reorder'] as const) {
-        test(`${records}: one record ${tamper === 'flip' ? 'altered' : tamper === 'drop' ? 'dropped' : tamper + 'ed'} -> connection closed and counted, nothing lost or duplicated`, async (t) => {
-          const { a, b, relay } = await relayed(t, tamper, records);
-          const ck = new Checker();
-          b.onMessage((m) => ck.check(m));
-          const rejects: string[] = [];
-          b.on('reject', (r) => rejects.push(`${r.nodeid}: ${r.reason}`));
-          const COUNT = 4000;
-          await pump(a, 2, COUNT, { yieldEvery: 50 });
-          await until(() => ck.received >= COUNT, 20_000, `all ${COUNT} messages (received ${ck.received}, relay tampered: ${relay.done})`);
-          assert.ok(relay.done, 'the relay did its tamper');
-          assert.deepEqual(ck.errors, [], 'in order, none lost, none duplicated, none altered');
-          assert.equal(ck.received, COUNT);
-          const s = b.stats();
-          assert.ok(s.recordFailures >= 1, `node 2 counted the bad record: recordFailures ${s.recordFailures}`);
-          assert.ok(s.nodes.find((n) => n.nodeid === 1)!.badRecords >= 1, 'per node too');
-          assert.equal(s.authFailures, 0, 'the handshakes themselves all passed');
-          assert.ok(rejects.some((r) => r.startsWith('1: record')), `a reject event: ${rejects.join('; ')}`);
-          assert.ok(relay.connections >= 2, `node 1 reconnected (new handshake, new keys): ${relay.connections} connections`);
-          assert.ok(a.stats().nodes.find((n) => n.nodeid === 2)!.connects >= 2);
-        });
-      }
+// The relay is a TCP proxy, so these run on TCP whatever LOWCOMMS_TEST_TRANSPORTS says;
+// SCTP has the same receiver checks, driven by fault injection in the sender
+// (test/net/auth-tamper.test.ts).
+describe('auth records over tcp: what an on-path attacker does after the handshake', () => {
+  for (const records of ['encrypt', 'integrity'] as const)
+    for (const tamper of ['flip', 'inject', 'replay', 'drop', 'reorder'] as const) {
+      test(`${records}: one record ${tamper === 'flip' ? 'altered' : tamper === 'drop' ? 'dropped' : tamper + 'ed'} -> connection closed and counted, nothing lost or duplicated`, async (t) => {
+        const { a, b, relay } = await relayed(t, tamper, records);
+        const ck = new Checker();
+        b.onMessage((m) => ck.check(m));
+        const rejects: string[] = [];
+        b.on('reject', (r) => rejects.push(`${r.nodeid}: ${r.reason}`));
+        const COUNT = 4000;
+        await pump(a, 2, COUNT, { yieldEvery: 50 });
+        await until(() => ck.received >= COUNT, 20_000, `all ${COUNT} messages (received ${ck.received}, relay tampered: ${relay.done})`);
+        assert.ok(relay.done, 'the relay did its tamper');
+        assert.deepEqual(ck.errors, [], 'in order, none lost, none duplicated, none altered');
+        assert.equal(ck.received, COUNT);
+        const s = b.stats();
+        assert.ok(s.recordFailures >= 1, `node 2 counted the bad record: recordFailures ${s.recordFailures}`);
+        assert.ok(s.nodes.find((n) => n.nodeid === 1)!.badRecords >= 1, 'per node too');
+        assert.equal(s.authFailures, 0, 'the handshakes themselves all passed');
+        assert.ok(rejects.some((r) => r.startsWith('1: record')), `a reject event: ${rejects.join('; ')}`);
+        assert.ok(relay.connections >= 2, `node 1 reconnected (new handshake, new keys): ${relay.connections} connections`);
+        assert.ok(a.stats().nodes.find((n) => n.nodeid === 2)!.connects >= 2);
+      });
+    }
 
-    test('encrypt: no message byte is readable on the wire; integrity: messages travel in clear, authenticated', async (t) => {
-      const marker = Buffer.from('the-secret-lock-name-0123456789');
-      for (const records of ['encrypt', 'integrity'] as const) {
-        const { a, b, relay } = await relayed(t, 'none', records);
-        const got: Buffer[] = [];
-        b.onMessage((m) => got.push(Buffer.from(m.body)));
-        for (let i = 0; i < 20; i++) a.send(2, { body: marker });
-        await until(() => got.length === 20, 10_000, '20 messages');
-        assert.ok(got.every((g) => g.equals(marker)));
-        const wire = Buffer.concat(relay.wire);
-        assert.ok(wire.length > 20 * marker.length, `records seen: ${relay.records}`);
-        assert.equal(wire.includes(marker), records === 'integrity', `${records}: the marker ${records === 'integrity' ? 'is' : 'is not'} on the wire`);
-        await Promise.all([a.close({ flush: false }), b.close({ flush: false })]);
-        await relay.close();
-      }
-    });
-
-    test('nodes that protect records differently refuse each other (no downgrade to integrity)', async (t) => {
-      const port = testPort();
-      const nodes = [
-        { nodeid: 1, addrs: ['127.0.0.1'] },
-        { nodeid: 2, addrs: ['127.0.0.2'] },
-      ];
-      const a = new Lowcomms({ nodeid: 1, nodes, transport: 'tcp', port, connectRetryMaxMs: 100, auth: { key: KEY, records: 'encrypt' } });
-      const b = new Lowcomms({ nodeid: 2, nodes, transport: 'tcp', port, connectRetryMaxMs: 100, auth: { key: KEY, records: 'integrity' } });
-      t.after(() => Promise.all([a.close({ flush: false }), b.close({ flush: false })]));
-      const got: unknown[] = [];
-      b.onMessage((m) => got.push(m));
-      const reasons: string[] = [];
-      b.on('reject', (r) => reasons.push(r.reason ?? ''));
-      await a.start();
-      await b.start();
-      a.send(2, { body: 'hello' });
-      await until(() => b.stats().authFailures >= 1, 10_000, 'a refusal');
-      assert.ok(reasons.some((r) => r.includes('protect records differently')), reasons.join('; '));
-      assert.equal(got.length, 0);
-    });
+  test('encrypt: no message byte is readable on the wire; integrity: messages travel in clear, authenticated', async (t) => {
+    const marker = Buffer.from('the-secret-lock-name-0123456789');
+    for (const records of ['encrypt', 'integrity'] as const) {
+      const { a, b, relay } = await relayed(t, 'none', records);
+      const got: Buffer[] = [];
+      b.onMessage((m) => got.push(Buffer.from(m.body)));
+      for (let i = 0; i < 20; i++) a.send(2, { body: marker });
+      await until(() => got.length === 20, 10_000, '20 messages');
+      assert.ok(got.every((g) => g.equals(marker)));
+      const wire = Buffer.concat(relay.wire);
+      assert.ok(wire.length > 20 * marker.length, `records seen: ${relay.records}`);
+      assert.equal(wire.includes(marker), records === 'integrity', `${records}: the marker ${records === 'integrity' ? 'is' : 'is not'} on the wire`);
+      await Promise.all([a.close({ flush: false }), b.close({ flush: false })]);
+      await relay.close();
+    }
   });
+
+  test('nodes that protect records differently refuse each other (no downgrade to integrity)', async (t) => {
+    const port = testPort();
+    const nodes = [
+      { nodeid: 1, addrs: ['127.0.0.1'] },
+      { nodeid: 2, addrs: ['127.0.0.2'] },
+    ];
+    const a = new Lowcomms({ nodeid: 1, nodes, transport: 'tcp', port, connectRetryMaxMs: 100, auth: { key: KEY, records: 'encrypt' } });
+    const b = new Lowcomms({ nodeid: 2, nodes, transport: 'tcp', port, connectRetryMaxMs: 100, auth: { key: KEY, records: 'integrity' } });
+    t.after(() => Promise.all([a.close({ flush: false }), b.close({ flush: false })]));
+    const got: unknown[] = [];
+    b.onMessage((m) => got.push(m));
+    const reasons: string[] = [];
+    b.on('reject', (r) => reasons.push(r.reason ?? ''));
+    await a.start();
+    await b.start();
+    a.send(2, { body: 'hello' });
+    await until(() => b.stats().authFailures >= 1, 10_000, 'a refusal');
+    assert.ok(reasons.some((r) => r.includes('protect records differently')), reasons.join('; '));
+    assert.equal(got.length, 0);
+  });
+});
