@@ -178,8 +178,9 @@ bool Cipher::open(const uint8_t* rec, size_t plain_len, uint8_t* plain) {
 
 }  // namespace lowcomms::record
 
-#if __has_include(<openssl/evp.h>)
-// Where the headers are installed, the hand-written declarations must match them.
+#if __has_include(<openssl/evp.h>) && __has_include(<openssl/opensslconf.h>)
+// Where the headers are installed (for this target: a cross build may see only the
+// host's half of them), the hand-written declarations must match them.
 #include <openssl/evp.h>
 #include <type_traits>
 namespace lowcomms::record {
