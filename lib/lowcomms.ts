@@ -106,6 +106,12 @@ export interface LowcommsOptions {
    * passed it is refused. The key is 32 or more random bytes ({ key: fs.readFileSync(FILE) }
    * after `lowcomms keygen FILE`), or a passphrase stretched with scrypt ({ passphrase,
    * salt }, derived in start()); anything weaker is a ConfigError (see lib/authkey.ts).
+   * After the handshake the whole session is protected: every record either way is
+   * sealed with AES-256-GCM under keys of that connection alone (`records: 'encrypt'`,
+   * the default, or `'integrity'`: authenticated but readable); a record altered,
+   * injected, replayed, reordered or dropped on the way closes the connection and is
+   * counted (stats().recordFailures). Needs OpenSSL 3's libcrypto, which Node itself
+   * exports (CryptoUnavailableError otherwise). Wire format: docs/protocol.md.
    */
   auth?: AuthOptions;
   /**
