@@ -10,7 +10,7 @@
 import net from 'node:net';
 import type { NodeConfig } from '../../lib';
 
-export type Tamper = 'flip' | 'inject' | 'replay' | 'drop' | 'reorder' | 'none';
+export type Tamper = 'flip' | 'inject' | 'inject-dlm' | 'replay' | 'drop' | 'reorder' | 'none';
 
 const HELLO = 52;
 const PROOF = 36;
@@ -131,6 +131,20 @@ export class TamperRelay {
         const fake = Buffer.alloc(4 + 64 + TAG, 0x5a);
         fake.writeUInt32LE(64, 0);
         return [fake, rec];
+      }
+      case 'inject-dlm': {
+        // What an attacker did before records: a DLM message in clear (3.2 header,
+        // DLM_MSG from node 1) slipped into the stream between two of the sender's writes.
+        this.done = true;
+        const body = Buffer.from('forged by the relay');
+        const msg = Buffer.alloc(16 + body.length);
+        msg.writeUInt32LE(0x00030002, 0);
+        msg.writeUInt32LE(7, 4);
+        msg.writeUInt32LE(1, 8);
+        msg.writeUInt16LE(msg.length, 12);
+        msg[14] = 1;
+        body.copy(msg, 16);
+        return [msg, rec];
       }
       case 'replay':
         this.done = true;

@@ -39,11 +39,13 @@ async function relayed(t: import('node:test').TestContext, tamper: Tamper, recor
 // (test/net/auth-tamper.test.ts).
 describe('auth records over tcp: what an on-path attacker does after the handshake', () => {
   for (const records of ['encrypt', 'integrity'] as const)
-    for (const tamper of ['flip', 'inject', 'replay', 'drop', 'reorder'] as const) {
-      test(`${records}: one record ${tamper === 'flip' ? 'altered' : tamper === 'drop' ? 'dropped' : tamper + 'ed'} -> connection closed and counted, nothing lost or duplicated`, async (t) => {
+    for (const tamper of ['flip', 'inject', 'inject-dlm', 'replay', 'drop', 'reorder'] as const) {
+      const what = { flip: 'one record altered', inject: 'a forged record injected', 'inject-dlm': 'a DLM message injected in clear', replay: 'one record replayed', drop: 'one record dropped', reorder: 'two records swapped' }[tamper];
+      test(`${records}: ${what} -> connection closed and counted, nothing lost or duplicated`, async (t) => {
         const { a, b, relay } = await relayed(t, tamper, records);
         const ck = new Checker();
-        b.onMessage((m) => ck.check(m));
+        const forged: string[] = [];
+        b.onMessage((m) => (m.body.includes('forged by the relay') ? forged.push(m.body.toString()) : ck.check(m)));
         const rejects: string[] = [];
         b.on('reject', (r) => rejects.push(`${r.nodeid}: ${r.reason}`));
         const COUNT = 4000;
@@ -51,6 +53,7 @@ describe('auth records over tcp: what an on-path attacker does after the handsha
         await until(() => ck.received >= COUNT, 20_000, `all ${COUNT} messages (received ${ck.received}, relay tampered: ${relay.done})`);
         assert.ok(relay.done, 'the relay did its tamper');
         assert.deepEqual(ck.errors, [], 'in order, none lost, none duplicated, none altered');
+        assert.deepEqual(forged, [], 'nothing the relay made up was delivered');
         assert.equal(ck.received, COUNT);
         const s = b.stats();
         assert.ok(s.recordFailures >= 1, `node 2 counted the bad record: recordFailures ${s.recordFailures}`);
