@@ -31,8 +31,9 @@ export type AuthOptions = (
    * alone (HKDF-SHA256 from the cluster key, both nodeids, incarnations and nonces; one
    * per direction): 'encrypt' (default), AES-256-GCM, so that nothing on the wire can be
    * read, altered, injected, replayed, reordered or dropped unnoticed; 'integrity', the
-   * same authentication (GMAC) with the messages in clear, for networks where privacy is
-   * not wanted (it saves little: see docs/performance.md). Every node must use the same.
+   * same authentication (GMAC) with the messages in clear, for private networks that
+   * want throughput more than secrecy (it costs less CPU per byte: docs/performance.md).
+   * Every node must use the same.
    */
   records?: RecordProtection;
 };
