@@ -20,8 +20,10 @@ constexpr uint64_t kListenKey = 1;
 constexpr size_t kRxBufBytes = 64 * 1024;
 constexpr size_t kMaxAcceptedPerNode = 4;  // stale othercons beyond this are closed
 constexpr int kReadsPerEvent = 4;
-// With auth: records sealed ahead of one send() (a few dozen pages' worth).
-constexpr size_t kSealBufBytes = 256 * 1024;
+// With auth: records sealed ahead of one send(). Four records: sealing more before the
+// first byte goes out idles the receiver (256 KiB measured 0.51-0.60x of auth off at
+// 4072 B where 64 KiB gave 0.63-0.75x, side by side; docs/performance.md).
+constexpr size_t kSealBufBytes = 64 * 1024;
 
 void set_int(int fd, int level, int opt, int v) { ::setsockopt(fd, level, opt, &v, sizeof v); }
 }  // namespace
