@@ -20,6 +20,8 @@ export interface NativeOptions {
   protocol: '3.1' | '3.2';
   /** A cluster key: the handshake with lowcomms peers ends with HMAC proofs. */
   auth: boolean;
+  /** With auth: how records are protected after the handshake (ignored without auth). */
+  records: 'encrypt' | 'integrity';
   tcpUserTimeoutMs: number;
   connectRetryMaxMs: number;
   ackDelayMs: number;
@@ -61,6 +63,8 @@ export interface NativeNodeStats {
   connectErrors: number;
   resent: number;
   badFrames: number;
+  /** With auth: records from this node that failed authentication (each closed its connection). */
+  badRecords: number;
   backpressure: number;
   acksSent: number;
   droppedUnacked: number;
@@ -105,6 +109,8 @@ export interface NativeStats {
    * frame, a failed handshake) when we read them. Dropped: their sender resends them.
    */
   staleDropped: number;
+  /** AEAD records (auth) that failed to open: the connection was closed each time. */
+  recordFailures: number;
   /** Crossings into JavaScript (one per batch of messages). */
   batches: number;
   /** Times the receive thread stopped reading because the application fell behind. */
@@ -121,13 +127,13 @@ export interface NativeStats {
  * exactly these keys, so the three cannot drift apart.
  */
 export const NATIVE_STATS_KEYS = Object.keys({
-  rejected: 0, accepts: 0, authFailures: 0, staleDropped: 0, batches: 0, rxPaused: 0,
-  rxPendingBytes: 0, incarnation: 0, nodes: 0,
+  rejected: 0, accepts: 0, authFailures: 0, recordFailures: 0, staleDropped: 0, batches: 0,
+  rxPaused: 0, rxPendingBytes: 0, incarnation: 0, nodes: 0,
 } satisfies Record<keyof NativeStats, 0>);
 export const NATIVE_NODE_STATS_KEYS = Object.keys({
   nodeid: 0, connected: 0, txMsgs: 0, txBytes: 0, txSyscalls: 0, rxMsgs: 0, rxBytes: 0,
   connects: 0, disconnects: 0, connectErrors: 0, resent: 0, badFrames: 0, backpressure: 0,
-  acksSent: 0, droppedUnacked: 0, restarts: 0, desyncReports: 0, acksBackwards: 0,
+  acksSent: 0, droppedUnacked: 0, badRecords: 0, restarts: 0, desyncReports: 0, acksBackwards: 0,
   kernel: 0, peerIncarnation: 0, queuedBytes: 0, heldBytes: 0, unacked: 0, seqSend: 0,
   seqNext: 0, version: 0, state: 0, dupDropped: 0, gapDropped: 0, versionMismatch: 0,
   badVersion: 0, skipped: 0, nodeidMismatch: 0, innerNodeidMismatch: 0, acksRcvd: 0,
@@ -163,10 +169,17 @@ export interface NativeEngine {
   unref(): void;
   killConnections(nodeid: number): void;
   /**
-   * The answer to an 'auth' event: the nonce of ours it was computed for (a reply to an
-   * earlier handshake is ignored), our PROOF and the one expected from the peer.
+   * Test hook (auth): the next record sent to the node is altered, preceded by
+   * a forged one, sent twice, dropped or swapped with the one after it. False when the
+   * node is unknown or its records are not protected.
    */
-  authReply(socketId: number, nonce: Uint8Array, proof: Uint8Array, expected: Uint8Array): void;
+  tamperRecords(nodeid: number, what: 'flip' | 'inject' | 'replay' | 'drop' | 'reorder'): boolean;
+  /**
+   * The answer to an 'auth' event: the nonce of ours it was computed for (a reply to an
+   * earlier handshake is ignored), our PROOF and the one expected from the peer, and the
+   * connection's two session keys (ours to seal, the peer's to open; 32 bytes each).
+   */
+  authReply(socketId: number, nonce: Uint8Array, proof: Uint8Array, expected: Uint8Array, txKey: Uint8Array, rxKey: Uint8Array): void;
 }
 
 /** One corosync CPG group member (process) as a configuration change lists it. */

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { OPTION_DEFAULTS, sctpAvailable, type LowcommsOptions, type TransportName } from '../lib';
+import { OPTION_DEFAULTS, sctpAvailable, type LowcommsOptions, type RecordProtection, type TransportName } from '../lib';
 import { cPingpong, netbenchConcat, netPingpong, pingpongPath, rawtcp, rawtcpPath, type BaselineResult } from './baselines';
 import type { NodeRequest, PingReport, SinkReport, StreamReport } from './bench-node';
 
@@ -27,8 +27,10 @@ export interface BenchOptions {
   baselines: boolean;
   /** Inside the guest: no progress bar, results to a file. */
   inner: boolean;
-  /** Measure peer authentication's cost: every run twice, without and with it, side by side. */
+  /** Measure peer authentication's cost: every run without and with it (each of authRecords), side by side. */
   auth: boolean;
+  /** With auth: the record protections measured (default both). */
+  authRecords: RecordProtection[];
   /** Every measurement this many times (baselines included, interleaved); figures are medians. */
   repeat: number;
 }
@@ -45,6 +47,8 @@ export interface BenchRun {
   batching: Batching;
   /** Peer authentication on (--auth runs each configuration without and with it). */
   auth: boolean;
+  /** With auth: how the records were protected. */
+  records?: RecordProtection;
   /** The first ping on fresh nodes: connection setup (and handshake) plus one round trip. */
   firstMsgMs: number;
   msgsPerSec: number;
@@ -97,7 +101,7 @@ function spreadOf<T extends Partial<Record<SpreadKey, number>>>(samples: T[]): S
 export function aggregateRuns(samples: BenchRun[]): BenchRun[] {
   const groups = new Map<string, BenchRun[]>();
   for (const r of samples) {
-    const k = [r.transport, r.kernel, r.size, r.nodes, r.batching, r.auth].join('/');
+    const k = [r.transport, r.kernel, r.size, r.nodes, r.batching, r.auth, r.records ?? ''].join('/');
     groups.set(k, [...(groups.get(k) ?? []), r]);
   }
   return [...groups.values()].map((g) => {
@@ -237,8 +241,9 @@ async function benchTransport(
   kernel: 'host' | 'uml',
   o: BenchOptions,
   progress: Progress,
-  auth: boolean,
+  records: RecordProtection | undefined,
 ): Promise<BenchRun[]> {
+  const auth = records !== undefined;
   const port = 20000 + Math.floor(Math.random() * 20000);
   // Node i on 127.0.0.i. Two nodes: 1 streams to 2 (what the baselines do). More: each
   // streams to the next one round a ring, so every node both sends and receives.
@@ -248,9 +253,9 @@ async function benchTransport(
     nodes,
     transport,
     port,
-    ...(auth ? { auth: { key: randomBytes(32) } } : {}),
+    ...(records ? { auth: { key: randomBytes(32), records } } : {}),
   };
-  const label = `${transport} (${kernel})${auth ? ' auth' : ''}`;
+  const label = `${transport} (${kernel})${records ? ` auth ${records}` : ''}`;
   const procs = nodes.map(() => new NodeProc(main));
   const runs: BenchRun[] = [];
   try {
@@ -291,6 +296,7 @@ async function benchTransport(
           nodes: n,
           batching,
           auth,
+          ...(records ? { records } : {}),
           firstMsgMs,
           msgsPerSec: Math.round(received / secs),
           mbPerSec: Number(((received * size) / secs / 1e6).toFixed(1)),
@@ -361,7 +367,7 @@ function runInUml(o: BenchOptions, transports: TransportName[], progress: Progre
   const args = [
     'scripts/uml-run.sh',
     '--timeout',
-    String(600 + 60 * o.sizes.length * o.batchings.length * transports.length * (o.auth ? 2 : 1) * Math.max(1, o.seconds)),
+    String(600 + 60 * o.sizes.length * o.batchings.length * transports.length * (o.auth ? 1 + o.authRecords.length : 1) * Math.max(1, o.seconds)),
     '--',
     process.execPath,
     ...process.execArgv,
@@ -383,7 +389,7 @@ function runInUml(o: BenchOptions, transports: TransportName[], progress: Progre
     '--repeat',
     String(o.repeat),
     ...(o.baselines ? [] : ['--no-baselines']),
-    ...(o.auth ? ['--auth'] : []),
+    ...(o.auth ? ['--auth', '--auth-records', o.authRecords.join(',')] : []),
   ];
   progress.step(`user-mode-linux: ${transports.join(' + ')} (boots a guest; SCTP and TCP in the same kernel)`);
   return new Promise((resolve, reject) => {
@@ -405,7 +411,7 @@ export async function runBench(o: BenchOptions, progress: Progress, main: string
   const hostSctp = sctpAvailable(4).ok;
   const local = o.transports.filter((t) => t === 'tcp' || hostSctp);
   const wantUml = !o.inner && o.uml && !hostSctp && o.transports.includes('sctp');
-  const modes = o.auth ? [false, true] : [false];
+  const modes: (RecordProtection | undefined)[] = o.auth ? [undefined, ...o.authRecords] : [undefined];
   const perTransport = o.sizes.length * (o.batchings.length + 1) * modes.length;
   progress.start(o.repeat * (local.length * perTransport + (o.baselines ? o.sizes.length * 4 : 0)) + (wantUml ? 1 : 0));
 
@@ -433,7 +439,10 @@ export async function runBench(o: BenchOptions, progress: Progress, main: string
         immediate: 'flush() after every send(): one native submit per message',
       },
       midcomms: '3.2 (sequence numbers, acks) on',
-      auth: o.auth ? 'each configuration without and with peer authentication (HMAC-SHA256 handshake per connection)' : 'off',
+      auth: o.auth
+        ? `each configuration without and with peer authentication (HMAC-SHA256 handshake per connection, then every record ` +
+          `sealed with AES-256-GCM under per-connection keys): records ${o.authRecords.join(', ')}`
+        : 'off',
     },
     runs: [],
     baselines: [],

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { AUTH_KEY_BYTES, sctpAvailable, type TransportName } from '../lib';
+import { AUTH_KEY_BYTES, sctpAvailable, type RecordProtection, type TransportName } from '../lib';
 import { killChildren, runBench, SCTP_SETTINGS, type Batching, type BenchOptions, type Progress } from './bench';
 
 import { netEchoMain } from './baselines';
@@ -50,6 +50,8 @@ bench options:
                         rawtcp; round trip: net-pingpong, c-pingpong)
   --auth                run each configuration without and with peer authentication,
                         side by side (its cost: msgs/s ratio, first message ms)
+  --auth-records LIST   with --auth: encrypt,integrity (default both), the record
+                        protections measured
 
 status/ping options:
   --port P (default 21064)   --timeout MS (default 1000)   --count N (ping: 5)   --json
@@ -83,6 +85,7 @@ async function bench(argv: string[]): Promise<number> {
       'no-uml': { type: 'boolean' },
       'no-baselines': { type: 'boolean' },
       auth: { type: 'boolean' },
+      'auth-records': { type: 'string' },
       inner: { type: 'boolean' },
     },
   });
@@ -93,6 +96,8 @@ async function bench(argv: string[]): Promise<number> {
   for (const t of transports) if (t !== 'tcp' && t !== 'sctp') fail(`bad transport ${t}`);
   const batchings = list(values.batching, quick ? ['default'] : ['default', 'immediate']) as Batching[];
   for (const b of batchings) if (b !== 'default' && b !== 'immediate') fail(`bad batching ${b}`);
+  const authRecords = list(values['auth-records'], ['encrypt', 'integrity']) as RecordProtection[];
+  for (const m of authRecords) if (m !== 'encrypt' && m !== 'integrity') fail(`bad --auth-records ${m}: encrypt or integrity`);
   const nodes = Number(values.nodes ?? 2);
   if (!Number.isInteger(nodes) || nodes < 2 || nodes > 16) fail('--nodes must be 2..16');
   const o: BenchOptions = {
@@ -106,6 +111,7 @@ async function bench(argv: string[]): Promise<number> {
     baselines: !values['no-baselines'],
     inner: values.inner ?? false,
     auth: values.auth ?? false,
+    authRecords,
     repeat: Number(values.repeat ?? (quick ? 2 : 3)),
   };
   if (!Number.isInteger(o.repeat) || o.repeat < 1 || o.repeat > 50) fail('--repeat must be 1..50');

@@ -26,7 +26,7 @@ const rttRatio = (r: BenchResult, name: BenchBaseline['name'], run: BenchRun) =>
 
 function tcpTwin(r: BenchResult, run: BenchRun): BenchRun | undefined {
   return r.runs.find(
-    (x) => x.transport === 'tcp' && x.kernel === run.kernel && x.size === run.size && x.batching === run.batching && !!x.auth === !!run.auth,
+    (x) => x.transport === 'tcp' && x.kernel === run.kernel && x.size === run.size && x.batching === run.batching && x.records === run.records,
   );
 }
 
@@ -66,7 +66,7 @@ export function renderTable(r: BenchResult): string {
       run.kernel,
       run.size,
       run.batching,
-      ...(withAuth ? [run.auth ? 'on' : 'off', plain ? ratio(run.msgsPerSec, plain.msgsPerSec) : '', run.firstMsgMs ?? ''] : []),
+      ...(withAuth ? [run.auth ? (run.records ?? 'on') : 'off', plain ? ratio(run.msgsPerSec, plain.msgsPerSec) : '', run.firstMsgMs ?? ''] : []),
       withSpread(run.msgsPerSec, run.spread?.msgsPerSec, fmt),
       run.mbPerSec,
       withSpread(run.rttP50Us, run.spread?.rttP50Us),
@@ -104,7 +104,7 @@ const bySize = (a: number, b: number) => a - b;
 
 /** Throughput into a JS handler: one row per kernel, one panel per size, a bar per series. */
 function throughputChart(r: BenchResult): string {
-  const series = (run: BenchRun) => `lowcomms ${run.transport} (${run.batching}${run.auth ? ', auth' : ''})`;
+  const series = (run: BenchRun) => `lowcomms ${run.transport} (${run.batching}${run.auth ? `, auth ${run.records ?? ''}` : ''})`;
   const points = r.runs.map((run) => ({ key: series(run), kernel: run.kernel, size: run.size, value: run.msgsPerSec }));
   for (const b of r.baselines)
     if (b.msgsPerSec !== undefined) points.push({ key: b.name, kernel: b.kernel, size: appSize(b.size), value: b.msgsPerSec });
@@ -128,7 +128,7 @@ function throughputChart(r: BenchResult): string {
 function latencyChart(r: BenchResult): string {
   const points: Array<{ series: string; size: number; key: string; value: number }> = [];
   for (const run of r.runs.filter((x) => x.batching === 'default')) {
-    const series = `${run.transport} (${run.kernel})${run.auth ? ' auth' : ''}`;
+    const series = `${run.transport} (${run.kernel})${run.auth ? ` auth ${run.records ?? ''}` : ''}`;
     points.push({ series, size: run.size, key: 'p50', value: run.rttP50Us });
     points.push({ series, size: run.size, key: 'p99', value: run.rttP99Us });
     points.push({ series, size: run.size, key: 'p99.9', value: run.rttP999Us });

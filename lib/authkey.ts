@@ -5,6 +5,7 @@
  * that each guess costs the attacker what it costs us once per process.
  */
 import { scrypt, type ScryptOptions } from 'node:crypto';
+import { OPTION_DEFAULTS } from './defaults';
 import { ConfigError } from './errors';
 
 /** The least key length: 256 random bits. */
@@ -22,9 +23,24 @@ const MIN_PASSPHRASE_BYTES = 8;
  * salt of at least 16 bytes that every node of the cluster uses (a cluster name is fine:
  * it need not be secret, only the same everywhere and not used by other clusters).
  */
-export type AuthOptions =
+export type AuthOptions = (
   | { key: Uint8Array; passphrase?: never; salt?: never }
-  | { passphrase: string; salt: string | Uint8Array; key?: never };
+  | { passphrase: string; salt: string | Uint8Array; key?: never }
+) & {
+  /**
+   * How every message after the handshake is protected, with keys of this connection
+   * alone (HKDF-SHA256 from the cluster key, both nodeids, incarnations and nonces; one
+   * per direction): 'encrypt' (default), AES-256-GCM, so that nothing on the wire can be
+   * read, altered, injected, replayed, reordered or dropped unnoticed; 'integrity', the
+   * same authentication (GMAC) with the messages in clear, for private networks that
+   * want throughput more than secrecy (it costs less CPU per byte: docs/performance.md).
+   * Every node must use the same.
+   */
+  records?: RecordProtection;
+};
+
+/** AuthOptions.records. */
+export type RecordProtection = 'encrypt' | 'integrity';
 
 const HOW =
   'make a key with `lowcomms keygen FILE` (or `openssl rand -out FILE 32`) and pass { key: fs.readFileSync(FILE) }, ' +
@@ -64,17 +80,22 @@ export class ClusterKey {
     /** The key's bytes when given as bytes (undefined for a passphrase until bytes()). */
     readonly key: Buffer | undefined,
     private readonly passphrase: { pass: Buffer; saltBytes: Buffer } | undefined,
+    /** How records are protected after the handshake. */
+    readonly records: RecordProtection,
   ) {}
 
   /** Checks the option at construction time; ConfigError for anything but a strong key or a passphrase + salt. */
   static from(auth: unknown): ClusterKey {
     if (!auth || typeof auth !== 'object') throw new ConfigError(`auth must be { key } or { passphrase, salt }; ${HOW}`);
-    const a = auth as { key?: unknown; passphrase?: unknown; salt?: unknown };
+    const a = auth as { key?: unknown; passphrase?: unknown; salt?: unknown; records?: unknown };
+    const records = a.records ?? OPTION_DEFAULTS.records;
+    if (records !== 'encrypt' && records !== 'integrity')
+      throw new ConfigError(`auth.records must be 'encrypt' or 'integrity', got ${String(a.records)}`);
     if (a.key !== undefined && (a.passphrase !== undefined || a.salt !== undefined))
       throw new ConfigError('auth: give either key or passphrase + salt, not both');
     if (a.key === undefined) {
       if (a.passphrase === undefined) throw new ConfigError(`auth.key is required; ${HOW}`);
-      return new ClusterKey(undefined, checkPassphrase(a.passphrase, a.salt));
+      return new ClusterKey(undefined, checkPassphrase(a.passphrase, a.salt), records);
     }
     if (typeof a.key === 'string')
       throw new ConfigError(
@@ -86,7 +107,7 @@ export class ClusterKey {
       throw new ConfigError(`auth.key must be at least ${AUTH_KEY_BYTES} random bytes, got ${a.key.length}; ${HOW}`);
     const key = Buffer.from(a.key); // a copy: the caller's buffer may change later
     if (key.every((b) => b === key[0])) throw new ConfigError(`auth.key is ${key.length} equal bytes, not a random key; ${HOW}`);
-    return new ClusterKey(key, undefined);
+    return new ClusterKey(key, undefined, records);
   }
 
   /** The key's bytes; a passphrase is stretched on the first call (asynchronously). */

@@ -15,6 +15,8 @@ export const OPTION_DEFAULTS = deepFreeze({
   entryBytesSctp: 65536,
   /** TCP, 'immediate' flush: the end-of-tick flush may write an idle node's messages itself. */
   directWrite: true,
+  /** With auth: every record after the handshake encrypted (AES-256-GCM), not only authenticated. */
+  records: 'encrypt' as 'encrypt' | 'integrity',
   maxNodeBytes: 16 << 20,
   maxRxPendingBytes: 8 << 20,
   protocol: '3.2' as '3.1' | '3.2',

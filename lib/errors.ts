@@ -15,7 +15,8 @@ export type LowcommsErrorCode =
   | 'ERR_LOWCOMMS_PEER'
   | 'ERR_LOWCOMMS_LOAD'
   | 'ERR_LOWCOMMS_COROSYNC_UNAVAILABLE'
-  | 'ERR_LOWCOMMS_COROSYNC';
+  | 'ERR_LOWCOMMS_COROSYNC'
+  | 'ERR_LOWCOMMS_CRYPTO';
 
 export class LowcommsError extends Error {
   readonly code: LowcommsErrorCode;
@@ -164,5 +165,12 @@ export class CorosyncError extends LowcommsError {
     super('ERR_LOWCOMMS_COROSYNC', message);
     this.op = op;
     this.cs = cs;
+  }
+}
+
+/** auth was asked for, but OpenSSL's libcrypto 3 (which protects the records) is not in this process nor loadable. */
+export class CryptoUnavailableError extends LowcommsError {
+  constructor(message: string) {
+    super('ERR_LOWCOMMS_CRYPTO', message);
   }
 }

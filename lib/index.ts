@@ -30,7 +30,7 @@ export {
   type PromRegistryLike,
 } from './metrics';
 export { parseCorosyncConf, parseCorosyncNodelist } from './corosync';
-export { AUTH_KEY_BYTES, AUTH_SCRYPT, deriveAuthKey, type AuthOptions } from './authkey';
+export { AUTH_KEY_BYTES, AUTH_SCRYPT, deriveAuthKey, type AuthOptions, type RecordProtection } from './authkey';
 export * from './errors';
 export * from './dlm';
 export {

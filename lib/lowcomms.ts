@@ -3,7 +3,7 @@
  * policy (transport choice, batching, limits) and hands received messages to the
  * application; every byte on the wire is produced and consumed by the native threads.
  */
-import { createHmac } from 'node:crypto';
+import { createHmac, hkdfSync } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
   type NativeBinding,
@@ -18,6 +18,7 @@ import { DLM_HEADER_LEN, DLM_MAX_APP_BUFSIZE, DLM_MSG, DLM_MSG_MIN_LEN, DLM_RCOM
 import {
   AddressInUseError,
   ConfigError,
+  CryptoUnavailableError,
   LowcommsError,
   MessageError,
   MessageSizeError,
@@ -40,8 +41,8 @@ export type TransportName = 'tcp' | 'sctp';
 
 /** stats() before start(): every counter zero, no incarnation yet. */
 const NO_STATS: NativeStats = {
-  rejected: 0, accepts: 0, authFailures: 0, staleDropped: 0, batches: 0, rxPaused: 0,
-  rxPendingBytes: 0, incarnation: '', nodes: [],
+  rejected: 0, accepts: 0, authFailures: 0, recordFailures: 0, staleDropped: 0, batches: 0,
+  rxPaused: 0, rxPendingBytes: 0, incarnation: '', nodes: [],
 };
 
 /** How the send thread batches: flush at every wake-up, or wait a little to fill entries. */
@@ -123,6 +124,12 @@ export interface LowcommsOptions {
    * passed it is refused. The key is 32 or more random bytes ({ key: fs.readFileSync(FILE) }
    * after `lowcomms keygen FILE`), or a passphrase stretched with scrypt ({ passphrase,
    * salt }, derived in start()); anything weaker is a ConfigError (see lib/authkey.ts).
+   * After the handshake the whole session is protected: every record either way is
+   * sealed with AES-256-GCM under keys of that connection alone (`records: 'encrypt'`,
+   * the default, or `'integrity'`: authenticated but readable); a record altered,
+   * injected, replayed, reordered or dropped on the way closes the connection and is
+   * counted (stats().recordFailures). Needs OpenSSL 3's libcrypto, which Node itself
+   * exports (CryptoUnavailableError otherwise). Wire format: docs/protocol.md.
    */
   auth?: AuthOptions;
   /**
@@ -232,6 +239,8 @@ type MessageHandler = (msg: DlmMessage) => void;
 type BatchHandler = (batch: MessageBatch) => void;
 
 const AUTH_LABEL = 'lowcomms-auth-v2';
+/** HKDF info label of the session keys (docs/protocol.md). */
+const RECORD_LABEL = 'lowcomms-record-v1';
 
 function positiveInt(name: string, v: unknown, max = 0xffffffff): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max)
@@ -600,11 +609,24 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
         .update(proverNonce)
         .digest();
     };
+    // The session key of the direction sender -> receiver: HKDF-SHA256(key, salt = the two
+    // nonces, info = label | mode | sender | receiver | their incarnations). Sender first,
+    // so each direction has its own key (a record reflected back does not open).
+    const mode = this.clusterKey?.records ?? 'encrypt';
+    const sessionKey = (sender: number, receiver: number, senderInc: Buffer, receiverInc: Buffer, senderNonce: Buffer, receiverNonce: Buffer) => {
+      const ids = Buffer.alloc(8);
+      ids.writeUInt32LE(sender, 0);
+      ids.writeUInt32LE(receiver, 4);
+      const info = Buffer.concat([Buffer.from(`${RECORD_LABEL}:${mode}:`), ids, senderInc, receiverInc]);
+      return Buffer.from(hkdfSync('sha256', key, Buffer.concat([senderNonce, receiverNonce]), info, 32));
+    };
     this.engine.authReply(
       ev.value,
       mine!,
       mac(this.nodeid, ev.nodeid, myInc!, theirInc!, theirs!, mine!),
       mac(ev.nodeid, this.nodeid, theirInc!, myInc!, mine!, theirs!),
+      sessionKey(this.nodeid, ev.nodeid, myInc!, theirInc!, mine!, theirs!),
+      sessionKey(ev.nodeid, this.nodeid, theirInc!, myInc!, theirs!, mine!),
     );
   }
 
@@ -644,6 +666,8 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       kernelMinimums: o.kernelMinimums ?? false,
       protocol: o.protocol ?? D.protocol,
       auth: this.clusterKey !== undefined,
+      // Sent with or without auth (the binding takes no optional keys); used only with it.
+      records: this.clusterKey?.records ?? D.records,
       tcpUserTimeoutMs: o.tcpUserTimeoutMs ?? D.tcpUserTimeoutMs,
       connectRetryMaxMs: o.connectRetryMaxMs ?? D.connectRetryMaxMs,
       ackDelayMs: o.ackDelayMs ?? D.ackDelayMs,
@@ -718,8 +742,12 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
         this.emit('connecting', { nodeid: ev.nodeid, reason: ev.detail, errno: ev.value });
         return;
       case 'reject':
-        // An unknown address, or (code 'auth') a known node that failed authentication.
-        this.emit('reject', ev.code === 'auth' ? { address: '', nodeid: ev.nodeid, reason: ev.detail } : { address: ev.detail });
+        // An unknown address, or (code 'auth') a known node that failed authentication, or
+        // (code 'record') a record of an authenticated connection that failed it.
+        this.emit(
+          'reject',
+          ev.code === 'auth' || ev.code === 'record' ? { address: '', nodeid: ev.nodeid, reason: ev.detail } : { address: ev.detail },
+        );
         return;
       case 'drain':
         this.emit('drain', { nodeid: ev.nodeid });
@@ -876,6 +904,8 @@ function mapStartError(err: unknown, transport: TransportName): LowcommsError {
     case 'CONFIG':
     case 'EADDRNOTAVAIL':
       return new ConfigError(msg);
+    case 'ECRYPTO':
+      return new CryptoUnavailableError(msg);
     default:
       return new NativeError(msg, e?.errno);
   }

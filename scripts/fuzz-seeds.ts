@@ -122,4 +122,21 @@ const auth: Record<string, number[]> = {
   'other-flag-bits': [5, 0, 0, 0, 0xf1, ...body],
 };
 for (const [name, bytes] of Object.entries(auth)) fs.writeFileSync(path.join(out, 'auth', `${name}.bin`), Buffer.from(bytes));
+
+// session_crypto's records: mode (bit 0 encrypt), key byte; then records of [len/8, len%8,
+// cuts, plaintext...] and one fate byte per record (1 flip, 2 drop, 3 swap, 4 replay, else
+// as sent). See native/fuzz/fuzz_record.cc.
+fs.mkdirSync(path.join(out, 'record'), { recursive: true });
+for (const f of fs.readdirSync(path.join(out, 'record'))) fs.rmSync(path.join(out, 'record', f));
+const rec = (len: number, cuts: number) => [len >> 3, len & 7, cuts, ...Array.from({ length: len }, (_, i) => (i * 13 + len) & 0xff)];
+const records = [...rec(40, 0x1b), ...rec(0, 0), ...rec(300, 0x27), ...rec(17, 0x3f)];
+const recordSeeds: Record<string, number[]> = {
+  'encrypt-in-order': [1, 7, ...records, 0, 0, 0, 0],
+  'integrity-in-order': [0, 7, ...records, 0, 0, 0, 0],
+  'flip': [1, 9, ...records, 0, 0x21, 0, 0],
+  'drop': [1, 9, ...records, 0, 2, 0, 0],
+  'swap': [0, 9, ...records, 3, 0, 0, 0],
+  'replay': [1, 9, ...records, 0, 4, 0, 0],
+};
+for (const [name, bytes] of Object.entries(recordSeeds)) fs.writeFileSync(path.join(out, 'record', `${name}.bin`), Buffer.from(bytes));
 console.log(`seeds written to ${out}`);

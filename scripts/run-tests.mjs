@@ -27,7 +27,7 @@ const list = (dir) =>
     : [];
 const only = process.env.LOWCOMMS_TEST_ONLY; // e.g. "net" or "unit" or "uml", for development
 const unitFiles = list('test');
-const FUZZ_TARGETS = ['stream', 'writequeue', 'auth'];
+const FUZZ_TARGETS = ['stream', 'writequeue', 'auth', 'record'];
 const netFiles = list('test/net');
 const umlFiles = list('test/uml');
 const corosyncFiles = list('test/corosync');

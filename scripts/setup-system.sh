@@ -15,8 +15,9 @@ packages=(
 	# ip (lo, netns, veth), setpriv/mount, tail/mktemp; test/uml also uses tc
 	# (iproute2), dmesg and mount (util-linux) and cc (g++) for test/helpers/dlmdev.c
 	user-mode-linux kmod iproute2 util-linux coreutils
-	# scripts/fuzz.sh: libFuzzer with ASan/UBSan
-	clang libclang-rt-14-dev
+	# scripts/fuzz.sh: libFuzzer with ASan/UBSan; fuzz_record loads OpenSSL's libcrypto.so.3
+	# at run time (the addon uses the copy inside Node and needs nothing)
+	clang libclang-rt-14-dev libssl3
 	# scripts/test-tsan.sh: llvm-symbolizer names our frames in ThreadSanitizer reports
 	llvm-14
 	# scripts/prebuilds.sh arm64: the linux-arm64 prebuild, cross-compiled; and

@@ -93,15 +93,15 @@ test('bench repeats: every figure is the median, the spread min..max, verified o
   assert.equal(b[0]!.msgsPerSec, undefined);
 });
 
-test('bench --auth measures each configuration without and with authentication, side by side', () => {
+test('bench --auth measures each configuration without and with authentication (both record protections), side by side', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcomms-cli-'));
   try {
     const json = path.join(dir, 'b.json');
     const r = cli(['bench', '--transports', 'tcp', '--sizes', '256', '--batching', 'default', '--duration', '0.5', '--pings', '50', '--no-baselines', '--auth', '--repeat', '1', '--json', json]);
     assert.equal(r.status, 0, r.stderr + r.stdout);
     assert.match(r.stdout, /auth\/off msgs\/s/);
-    const res = JSON.parse(fs.readFileSync(json, 'utf8')) as { runs: Array<{ auth: boolean; verified: boolean; firstMsgMs: number; msgsPerSec: number }> };
-    assert.deepEqual(res.runs.map((x) => x.auth), [false, true]);
+    const res = JSON.parse(fs.readFileSync(json, 'utf8')) as { runs: Array<{ auth: boolean; records?: string; verified: boolean; firstMsgMs: number; msgsPerSec: number }> };
+    assert.deepEqual(res.runs.map((x) => [x.auth, x.records]), [[false, undefined], [true, 'encrypt'], [true, 'integrity']]);
     for (const run of res.runs) {
       assert.equal(run.verified, true);
       assert.ok(run.firstMsgMs > 0 && run.msgsPerSec > 0);

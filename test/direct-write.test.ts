@@ -37,15 +37,18 @@ async function pingPong(t: Parameters<typeof startCluster>[0], directWrite: bool
 
 test('directWrite (default): a message to an idle connected node is in the kernel when flush() returns', async (t) => {
   const rounds = 50;
-  // Had the send thread written it, the count would lag flush() by a thread wake-up.
-  assert.equal(await pingPong(t, true, rounds), rounds);
+  // Had the send thread written it, the count would lag flush() by a thread wake-up. A
+  // round may still go to the send thread when it is busy with the connection at that
+  // moment (a delayed ACK going out): the try-lock fails and the caller does not wait.
+  const synchronous = await pingPong(t, true, rounds);
+  assert.ok(synchronous >= rounds - 5, `${synchronous} of ${rounds} written before flush() returned`);
 });
 
 test('directWrite false: the send thread writes every message, and all arrive in order', async (t) => {
   const rounds = 50;
   const synchronous = await pingPong(t, false, rounds);
-  // The send thread races flush(); it may win now and then, but not every time.
-  assert.ok(synchronous < rounds, `${synchronous} of ${rounds} written before flush() returned`);
+  // The send thread races flush() after a wake-up; it may win now and then, not often.
+  assert.ok(synchronous < rounds / 2, `${synchronous} of ${rounds} written before flush() returned`);
 });
 
 test('directWrite must be a boolean', () => {

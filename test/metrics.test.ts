@@ -106,6 +106,7 @@ const NODE_FIELDS: Record<string, keyof NodeStats> = {
   node_duplicates_dropped_total: 'dupDropped',
   node_gaps_dropped_total: 'gapDropped',
   node_bad_frames_total: 'badFrames',
+  node_bad_records_total: 'badRecords',
   node_version_mismatches_total: 'versionMismatch',
   node_bad_version_total: 'badVersion',
   node_skipped_total: 'skipped',
@@ -115,6 +116,7 @@ const NODE_FIELDS: Record<string, keyof NodeStats> = {
 const INSTANCE_FIELDS: Record<string, keyof LowcommsStats> = {
   rejected_total: 'rejected',
   auth_failures_total: 'authFailures',
+  record_failures_total: 'recordFailures',
   accepts_total: 'accepts',
   stale_dropped_total: 'staleDropped',
   rx_batches_total: 'batches',
@@ -184,6 +186,7 @@ test('labels and help text are escaped; SCTP paths form a state set; bad options
     incarnation: '00000000000000aa',
     rejected: 3,
     authFailures: 1,
+    recordFailures: 0,
     staleDropped: 0,
     accepts: 2,
     batches: 9,

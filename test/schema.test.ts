@@ -25,6 +25,7 @@ const full = (): NativeOptions => ({
   kernelMinimums: false,
   protocol: D.protocol,
   auth: false,
+  records: D.records,
   tcpUserTimeoutMs: D.tcpUserTimeoutMs,
   connectRetryMaxMs: D.connectRetryMaxMs,
   ackDelayMs: D.ackDelayMs,

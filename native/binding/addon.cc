@@ -145,6 +145,10 @@ Config parse_config(const Napi::Object& o) {
   c.kernel_minimums = need_bool(o, "", "kernelMinimums");
   c.protocol31 = need_str(o, "", "protocol") == "3.1";
   c.auth = need_bool(o, "", "auth");
+  const std::string records = need_str(o, "", "records");
+  if (records != "encrypt" && records != "integrity")
+    throw Napi::TypeError::New(o.Env(), "records must be 'encrypt' or 'integrity'");
+  c.record_mode = records == "encrypt" ? record::Mode::kEncrypt : record::Mode::kIntegrity;
   c.tcp_user_timeout_ms = need_u32(o, "", "tcpUserTimeoutMs");
   c.connect_retry_max_ms = need_u32(o, "", "connectRetryMaxMs");
   c.ack_delay_ms = need_u32(o, "", "ackDelayMs");
@@ -213,6 +217,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
                         InstanceMethod<&Engine::Stats>("stats"),
                         InstanceMethod<&Engine::Ref>("ref"),
                         InstanceMethod<&Engine::KillConnections>("killConnections"),
+                        InstanceMethod<&Engine::TamperRecords>("tamperRecords"),
                         InstanceMethod<&Engine::AuthReply>("authReply"),
                         InstanceMethod<&Engine::Unref>("unref")});
   }
@@ -312,17 +317,32 @@ class Engine : public Napi::ObjectWrap<Engine> {
     shutdown();
     return info.Env().Undefined();
   }
-  // authReply(socketId, nonce: Uint8Array(32), proof: Uint8Array(32), expected: Uint8Array(32))
+  // authReply(socketId, nonce, proof, expected, txKey, rxKey): Uint8Arrays of 32 bytes
   Napi::Value AuthReply(const Napi::CallbackInfo& info) {
+    if (info.Length() < 6 || !info[1].IsTypedArray() || !info[2].IsTypedArray() || !info[3].IsTypedArray() ||
+        !info[4].IsTypedArray() || !info[5].IsTypedArray())
+      throw Napi::TypeError::New(info.Env(), "authReply: socket id, nonce, two MACs and two session keys expected");
     auto nonce = info[1].As<Napi::Uint8Array>();
     auto proof = info[2].As<Napi::Uint8Array>();
     auto expected = info[3].As<Napi::Uint8Array>();
+    auto tx_key = info[4].As<Napi::Uint8Array>();
+    auto rx_key = info[5].As<Napi::Uint8Array>();
     if (nonce.ByteLength() != auth::kNonceLen || proof.ByteLength() != auth::kMacLen ||
-        expected.ByteLength() != auth::kMacLen)
-      throw Napi::TypeError::New(info.Env(), "authReply: a 32-byte nonce and 32-byte MACs expected");
+        expected.ByteLength() != auth::kMacLen || tx_key.ByteLength() != record::kKeyLen ||
+        rx_key.ByteLength() != record::kKeyLen)
+      throw Napi::TypeError::New(info.Env(), "authReply: a 32-byte nonce, 32-byte MACs and 32-byte keys expected");
     engine_->auth_reply(uint64_t(info[0].As<Napi::Number>().Int64Value()), nonce.Data(), proof.Data(),
-                        expected.Data());
+                        expected.Data(), tx_key.Data(), rx_key.Data());
     return info.Env().Undefined();
+  }
+  // tamperRecords(nodeid, 'flip' | 'inject' | 'replay' | 'drop' | 'reorder'): a test hook (auth).
+  Napi::Value TamperRecords(const Napi::CallbackInfo& info) {
+    const std::string w = info[1].ToString().Utf8Value();
+    using T = Lowcomms::Tamper;
+    const T what = w == "flip" ? T::kFlip : w == "inject" ? T::kInject : w == "replay" ? T::kReplay
+                 : w == "drop" ? T::kDrop : w == "reorder" ? T::kReorder : T::kNone;
+    if (what == T::kNone) throw Napi::TypeError::New(info.Env(), "tamperRecords: unknown action " + w);
+    return Napi::Boolean::New(info.Env(), engine_->tamper_records(info[0].As<Napi::Number>().Uint32Value(), what));
   }
   Napi::Value KillConnections(const Napi::CallbackInfo& info) {
     engine_->kill_connections(info[0].As<Napi::Number>().Uint32Value());
@@ -345,6 +365,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
     out.Set("accepts", Napi::Number::New(env, double(g.accepts)));
     out.Set("authFailures", Napi::Number::New(env, double(g.auth_failures)));
     out.Set("staleDropped", Napi::Number::New(env, double(g.stale_dropped)));
+    out.Set("recordFailures", Napi::Number::New(env, double(g.record_failures)));
     out.Set("batches", Napi::Number::New(env, double(g.batches)));
     out.Set("rxPaused", Napi::Number::New(env, double(g.rx_paused)));
     out.Set("rxPendingBytes", Napi::Number::New(env, double(engine_->rx_pending_bytes())));
@@ -366,6 +387,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
       num("connectErrors", double(s.connect_errors));
       num("resent", double(s.resent));
       num("badFrames", double(s.bad_frames));
+      num("badRecords", double(s.bad_records));
       num("backpressure", double(s.backpressure));
       num("acksSent", double(s.acks_sent));
       num("droppedUnacked", double(s.dropped_unacked));

@@ -3,7 +3,8 @@
 // carried over between reads as the TCP receive loop does. The stream is a HELLO, with a
 // cluster key a PROOF, built from the input (each part valid or not, as the input says)
 // and whatever follows them. A model written from the format (HELLO = "LCH2", le32
-// nodeid, le32 flags (bit 0: the sender holds a key; other bits ignored), le64
+// nodeid, le32 flags (bit 0: the sender holds a key; with a key, bits 1-2 the record
+// protection, which must be ours (encrypt, 2); other bits ignored), le64
 // incarnation (never 0), 32-byte nonce; PROOF = "LCP2", 32-byte MAC, sent only with a
 // key) says what must happen, and the checks are:
 //  - our own HELLO from start() is that format, with our nodeid, key flag, incarnation
@@ -11,7 +12,8 @@
 //  - a HELLO is refused exactly when the model refuses it, for the model's reason:
 //    kNotHandshake as soon as the bytes so far cannot begin the magic, else (once all
 //    52 bytes are there and never before) kWrongNode for another nodeid, kKeyMismatch
-//    when the key flag is not the session's, kNotHandshake for incarnation 0;
+//    when the key flag is not the session's, kModeMismatch (keyed) when the record
+//    protection is not ours, kNotHandshake for incarnation 0;
 //  - with a key, a PROOF is refused exactly when its magic is wrong, at 36 bytes;
 //    without one, no PROOF is read (what follows the HELLO stays, byte for byte);
 //  - the nonce, the incarnation and the MAC handed on are the stream's bytes; consumed
@@ -50,6 +52,7 @@ auth::Bad model_hello(const std::vector<uint8_t>& stream, size_t avail, bool key
   if (avail < auth::kHelloLen) return auth::Bad::kNone;
   if (dlm::get_le32(stream.data() + 4) != kPeer) return auth::Bad::kWrongNode;
   if (bool(stream[8] & 1) != keyed) return auth::Bad::kKeyMismatch;
+  if (keyed && ((stream[8] >> 1) & 3) != uint8_t(record::Mode::kEncrypt)) return auth::Bad::kModeMismatch;
   if (le64(stream.data() + kIncarnationOff) == 0) return auth::Bad::kNotHandshake;
   *accepted = true;
   return auth::Bad::kNone;
@@ -76,7 +79,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::memcpy(hello, auth::kHelloMagic, 4);
   if (flags & 1) hello[flags >> 5] ^= uint8_t(1 + (flags >> 2 & 7));  // a wrong magic (or a later byte)
   dlm::put_le32(hello + 4, (flags & 2) ? kPeer + 1 + (flags >> 3) : kPeer);  // another node
-  dlm::put_le32(hello + 8, uint32_t(keyed != bool(mode & 2)) | uint32_t(mode >> 4) << 1);
+  // Bits 4-7 of mode, XORed onto the record protection we use (encrypt): 0 keeps it ours.
+  dlm::put_le32(hello + 8, uint32_t(keyed != bool(mode & 2)) | (uint32_t(mode >> 4) ^ uint32_t(record::Mode::kEncrypt)) << 1);
   uint64_t incarnation = 0x0123456789abcdefull;
   if (has_proof) {
     std::memcpy(stream.data() + auth::kHelloLen, auth::kProofMagic, 4);
@@ -112,11 +116,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint8_t my_hello[auth::kHelloLen];
   const uint64_t my_incarnation = 0x1122334455667788ull ^ uint64_t(cut_seed) << 40;
   const uint32_t gen_before = s.generation;
-  FUZZ_CHECK(s.start(1, my_incarnation, keyed, my_hello));
+  FUZZ_CHECK(s.start(1, my_incarnation, keyed, record::Mode::kEncrypt, my_hello));
   FUZZ_CHECK(s.generation == gen_before + 1 && s.started_ns > 0);
   FUZZ_CHECK(s.state == auth::State::kAwaitHello && s.keyed == keyed);
   FUZZ_CHECK(auth::is_magic(my_hello, auth::kHelloMagic) && dlm::get_le32(my_hello + 4) == 1);
-  FUZZ_CHECK(dlm::get_le32(my_hello + 8) == (keyed ? auth::kFlagKeyed : 0));
+  FUZZ_CHECK(dlm::get_le32(my_hello + 8) ==
+             (keyed ? auth::kFlagKeyed | uint32_t(record::Mode::kEncrypt) << auth::kFlagModeShift : 0));
   FUZZ_CHECK(le64(my_hello + kIncarnationOff) == my_incarnation);
   FUZZ_CHECK(std::memcmp(my_hello + kNonceOff, s.my_nonce, auth::kNonceLen) == 0);
   FUZZ_CHECK(auth::verify(s) == 0);

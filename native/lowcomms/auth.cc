@@ -43,20 +43,24 @@ const char* bad_reason(Bad b) {
     case Bad::kNotHandshake: return "not a lowcomms handshake";
     case Bad::kWrongNode: return "HELLO names another node";
     case Bad::kKeyMismatch: return "one side has a cluster key and the other has none";
+    case Bad::kModeMismatch:
+      return "the peers protect records differently (auth.records 'encrypt' vs 'integrity', or an older lowcomms "
+             "that protects none)";
   }
   return "";
 }
 
-bool Session::start(uint32_t our_nodeid, uint64_t our_incarnation, bool with_key, uint8_t* hello) {
+bool Session::start(uint32_t our_nodeid, uint64_t our_incarnation, bool with_key, record::Mode m, uint8_t* hello) {
   reset();
   generation++;
   started_ns = now_ns();
   keyed = with_key;
+  mode = with_key ? m : record::Mode::kOff;
   my_incarnation = our_incarnation;
   if (!make_nonce(my_nonce)) return false;
   std::memcpy(hello, kHelloMagic, 4);
   dlm::put_le32(hello + 4, our_nodeid);
-  dlm::put_le32(hello + 8, with_key ? kFlagKeyed : 0);
+  dlm::put_le32(hello + 8, with_key ? kFlagKeyed | uint32_t(mode) << kFlagModeShift : 0);
   put_le64(hello + 12, our_incarnation);
   std::memcpy(hello + 20, my_nonce, kNonceLen);
   state = State::kAwaitHello;
@@ -65,6 +69,8 @@ bool Session::start(uint32_t our_nodeid, uint64_t our_incarnation, bool with_key
 
 void Session::reset() {
   state = State::kOff;
+  std::memset(tx_key, 0, sizeof tx_key);
+  std::memset(rx_key, 0, sizeof rx_key);
   peer_incarnation = 0;
   have_peer_proof = false;
   have_expected = false;
@@ -90,6 +96,10 @@ Step consume(Session& s, uint32_t peer_nodeid, const uint8_t* buf, size_t len) {
     // No downgrade either way: both sides hold a key or neither does.
     if (((dlm::get_le32(buf + 8) & kFlagKeyed) != 0) != s.keyed) {
       st.bad = Bad::kKeyMismatch;
+      return st;
+    }
+    if (s.keyed && ((dlm::get_le32(buf + 8) & kFlagModeMask) >> kFlagModeShift) != uint32_t(s.mode)) {
+      st.bad = Bad::kModeMismatch;
       return st;
     }
     s.peer_incarnation = get_le64(buf + 12);

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include "lowcomms/session_crypto.h"
 
 namespace lowcomms::auth {
 
@@ -23,6 +24,10 @@ constexpr uint8_t kProofMagic[4] = {'L', 'C', 'P', '2'};
 constexpr size_t kHelloLen = 4 + 4 + 4 + 8 + kNonceLen;
 constexpr size_t kProofLen = 4 + kMacLen;  // magic, mac
 constexpr uint32_t kFlagKeyed = 1;         // the sender holds a cluster key
+// Bits 1-2: how the sender protects records after the handshake (record::Mode; keyed
+// only). Both sides must agree: an older keyed lowcomms (0) or another mode is refused.
+constexpr uint32_t kFlagModeShift = 1;
+constexpr uint32_t kFlagModeMask = 3u << kFlagModeShift;
 // Bytes a peer may send before the handshake is done (HELLO + PROOF + a little slack).
 constexpr size_t kMaxPreAuthBytes = 4096;
 // A connection or association still in its handshake after this long is dropped: a host
@@ -41,6 +46,11 @@ bool make_incarnation(uint64_t* out);
 struct Session {
   std::atomic<State> state{State::kOff};
   bool keyed = false;                 // a PROOF follows the HELLOs
+  record::Mode mode = record::Mode::kOff;  // record protection once done (keyed only)
+  // The session keys (session_crypto.h), from the JS side with the PROOF; set before
+  // state becomes kDone.
+  uint8_t tx_key[record::kKeyLen] = {};
+  uint8_t rx_key[record::kKeyLen] = {};
   uint8_t my_nonce[kNonceLen] = {};
   uint64_t my_incarnation = 0;        // what our HELLO said
   uint64_t peer_incarnation = 0;      // from the peer's HELLO
@@ -54,11 +64,11 @@ struct Session {
   int64_t started_ns = 0;  // when start() ran (now_ns), for kHandshakeTimeoutNs
 
   // A fresh nonce, and our HELLO (kHelloLen bytes) to send; false if no randomness.
-  bool start(uint32_t our_nodeid, uint64_t our_incarnation, bool with_key, uint8_t* hello);
+  bool start(uint32_t our_nodeid, uint64_t our_incarnation, bool with_key, record::Mode mode, uint8_t* hello);
   void reset();
 };
 
-enum class Bad : uint8_t { kNone, kNotHandshake, kWrongNode, kKeyMismatch };
+enum class Bad : uint8_t { kNone, kNotHandshake, kWrongNode, kKeyMismatch, kModeMismatch };
 
 struct Step {
   size_t consumed = 0;

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include "lowcomms/session_crypto.h"
 
 namespace lowcomms {
 
@@ -49,6 +50,8 @@ struct Config {
   bool kernel_minimums = false;               // enforce sizeof(dlm_message)/sizeof(dlm_rcom)
   bool protocol31 = false;                    // speak DLM 3.1: no midcomms wrapper, acks, resend
   bool auth = false;                          // peer authentication handshake (handshake.cc, auth.cc), TCP and SCTP
+  // With auth: how every record after the handshake is protected (session_crypto.h).
+  record::Mode record_mode = record::Mode::kEncrypt;
   uint32_t tcp_user_timeout_ms = 0;
   uint32_t connect_retry_max_ms = 0;          // reconnect backoff cap
   uint32_t ack_delay_ms = 0;                  // idle ack after this long without traffic

@@ -4,6 +4,7 @@
 #pragma once
 #include <sys/socket.h>
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -35,6 +36,15 @@ struct Socket {
   std::vector<uint8_t> leftover;
   std::atomic<bool> handed_to_rx{false};  // given to the receive thread already
   auth::Session auth;  // peer authentication of this connection (auth.h)
+  // With auth, once the handshake is done (session_crypto.h): the peer's records are
+  // opened here (receive thread), a DLM message cut by a record boundary waits in
+  // `plain`; the outgoing socket seals ours (send thread) into tx_out, sent from tx_off
+  // (a record a short write cut is finished on this socket, or dropped with it).
+  std::unique_ptr<record::Cipher> opener;
+  std::vector<uint8_t> plain;
+  std::unique_ptr<record::Cipher> sealer;
+  std::unique_ptr<uint8_t[]> tx_out;
+  size_t tx_len = 0, tx_off = 0;
 };
 
 struct ConnCounters {
@@ -45,6 +55,13 @@ struct ConnCounters {
   std::atomic<uint64_t> dropped_unacked{0};
   std::atomic<uint64_t> restarts{0};        // new incarnations of the peer seen
   std::atomic<uint64_t> desync_reports{0};  // 'desync' events emitted
+  std::atomic<uint64_t> bad_records{0};     // records that failed authentication (auth)
+};
+
+// SCTP with auth: one sealed message the socket has not taken yet (send thread).
+struct SealedMsg {
+  std::unique_ptr<uint8_t[]> buf;
+  size_t cap = 0, len = 0;
 };
 
 struct Connection {
@@ -108,6 +125,21 @@ struct Connection {
   // that merely connects from a configured address cannot divert or stall our traffic.
   int32_t send_assoc() const { return handshake ? sctp_authed_assoc.load() : assoc_id.load(); }
   int32_t tx_assoc = 0;   // send thread: the association the queue was rewound for
+  // SCTP with auth: our session key for the association that passed its handshake, put
+  // here by the receive thread (keys_mu) and taken by the send thread when it rewinds for
+  // it; keys_gen counts handshakes, so that a re-keyed association is rewound again.
+  std::mutex keys_mu;
+  int32_t keys_assoc = 0;
+  uint8_t keys_tx[record::kKeyLen] = {};
+  std::atomic<uint32_t> keys_gen{0};
+  // Send thread: the sealer of tx_assoc, the keys_gen it came from, and messages sealed
+  // (counter spent) but not yet taken by the socket, which go first and unchanged.
+  std::unique_ptr<record::Cipher> sctp_sealer;
+  uint32_t sealer_gen = 0;
+  std::deque<SealedMsg> sctp_sealed;
+  std::vector<SealedMsg> sctp_spare;
+  std::atomic<uint8_t> tamper{0};  // Lowcomms::Tamper, for the next sealed message (tests)
+  SealedMsg tamper_held;           // reorder: a record held back to go after the next one
 
   // Receive-thread state: frames dropped as duplicates or gaps, or acks going
   // backwards, with no delivery in between (a peer whose midcomms state is not ours).

@@ -4,6 +4,8 @@
 // peer_identified(), before a single DLM frame of the connection is read or sent.
 #include <sys/socket.h>
 #include <cstring>
+#include <cerrno>
+#include "dlm/wire.h"
 #include <string>
 #include "lowcomms/lowcomms.h"
 #include "util/clock.h"
@@ -40,7 +42,7 @@ uint64_t Lowcomms::incarnation_for(const Connection& c) const {
 }
 
 bool Lowcomms::handshake_begin(const Connection& c, auth::Session& sess, uint8_t* hello) {
-  return sess.start(cfg_.local_nodeid, incarnation_for(c), cfg_.auth, hello);
+  return sess.start(cfg_.local_nodeid, incarnation_for(c), cfg_.auth, cfg_.record_mode, hello);
 }
 
 bool Lowcomms::auth_start(Socket& s) {
@@ -51,8 +53,11 @@ bool Lowcomms::auth_start(Socket& s) {
   return ::send(s.fd.get(), hello, sizeof hello, MSG_NOSIGNAL | MSG_DONTWAIT) == ssize_t(sizeof hello);
 }
 
-void Lowcomms::auth_reply(uint64_t sock_id, const uint8_t* nonce, const uint8_t* proof, const uint8_t* expected) {
-  AuthReply r{sock_id, {}, {}, {}};
+void Lowcomms::auth_reply(uint64_t sock_id, const uint8_t* nonce, const uint8_t* proof, const uint8_t* expected,
+                          const uint8_t* tx_key, const uint8_t* rx_key) {
+  AuthReply r{sock_id, {}, {}, {}, {}, {}};
+  std::memcpy(r.tx_key, tx_key, record::kKeyLen);
+  std::memcpy(r.rx_key, rx_key, record::kKeyLen);
   std::memcpy(r.proof, proof, auth::kMacLen);
   std::memcpy(r.expected, expected, auth::kMacLen);
   std::memcpy(r.nonce, nonce, auth::kNonceLen);
@@ -95,6 +100,17 @@ void Lowcomms::rx_auth_check(const std::shared_ptr<Socket>& s) {
     rx_drop_socket(s->id, false);
     return;
   }
+  if (s->auth.keyed) {
+    // From here on every byte either way is a record under this session's keys.
+    s->opener = record::Cipher::make(s->auth.mode, s->auth.rx_key, false);
+    if (s->outgoing) s->sealer = record::Cipher::make(s->auth.mode, s->auth.tx_key, true);
+    std::memset(s->auth.rx_key, 0, record::kKeyLen);
+    std::memset(s->auth.tx_key, 0, record::kKeyLen);
+    if (!s->opener || (s->outgoing && !s->sealer)) {
+      rx_auth_failed(s, "record protection could not be set up (OpenSSL)");
+      return;
+    }
+  }
   peer_identified(c, s->auth.peer_incarnation, s.get());
   s->auth.state = auth::State::kDone;  // only now may the send thread use it
   if (s->outgoing) kick_tx(c);
@@ -102,14 +118,65 @@ void Lowcomms::rx_auth_check(const std::shared_ptr<Socket>& s) {
     // Frames the peer sent right behind its PROOF, read before our reply was computed.
     std::vector<uint8_t> pending;
     pending.swap(s->leftover);
-    size_t consumed = 0;
-    bool stale = false;
-    if (!rx_process(*c, s->reset_epoch, pending.data(), pending.size(), &consumed, &stale) || stale) {
-      rx_drop_socket(s->id, true);
-      return;
-    }
-    s->leftover.assign(pending.begin() + long(consumed), pending.end());
+    rx_stream(s, *c, pending.data(), pending.size());
   }
+}
+
+bool Lowcomms::rx_stream(const std::shared_ptr<Socket>& s, Connection& c, uint8_t* buf, size_t len) {
+  auto process = [&](uint8_t* data, size_t n, size_t* consumed) {
+    bool stale = false;
+    const bool ok = rx_process(c, s->reset_epoch, data, n, consumed, &stale);
+    if (stale) {
+      rx_drop_socket(s->id, true);  // made before a resetNode(): its bytes are the old session's
+      return false;
+    }
+    if (!ok) {
+      // A length outside [16, 4096]: the stream cannot be resynchronised (§1.6 rule 2).
+      c.ctr.bad_frames++;
+      emit(Event{"error", c.nodeid, "malformed frame (bad length): connection closed", "bad_frame", 0});
+      s->close_err = EBADMSG;
+      rx_drop_socket(s->id, true);
+      return false;
+    }
+    return true;
+  };
+  size_t consumed = 0;
+  if (!s->opener) {
+    if (!process(buf, len, &consumed)) return false;
+    s->leftover.assign(buf + consumed, buf + len);
+    return true;
+  }
+  if (rx_plain_.size() < record::kMaxTcpPlain + dlm::kMaxSocketBufsize)
+    rx_plain_.resize(record::kMaxTcpPlain + dlm::kMaxSocketBufsize);
+  size_t off = 0;
+  while (len - off >= record::kHeaderLen) {
+    const size_t plen = record::record_len(buf + off);
+    const bool too_long = plen > record::kMaxTcpPlain;
+    if (!too_long && len - off < plen + record::kOverhead) break;  // the rest of it is still to come
+    // Only after its tag checks out is anything of a record read: a record that fails
+    // (altered, injected, replayed, reordered, or one missing before it) ends the connection.
+    const size_t carry = s->plain.size();
+    if (carry) std::memcpy(rx_plain_.data(), s->plain.data(), carry);
+    if (too_long || !s->opener->open(buf + off, plen, rx_plain_.data() + carry)) {
+      rx_bad_record(c, too_long ? "record longer than any sender makes" : "record failed authentication");
+      s->close_err = EBADMSG;
+      rx_drop_socket(s->id, true);
+      return false;
+    }
+    off += plen + record::kOverhead;
+    if (!process(rx_plain_.data(), carry + plen, &consumed)) return false;
+    s->plain.assign(rx_plain_.data() + consumed, rx_plain_.data() + carry + plen);
+  }
+  s->leftover.assign(buf + off, buf + len);
+  return true;
+}
+
+void Lowcomms::rx_bad_record(Connection& c, const char* why) {
+  c.ctr.bad_records++;
+  gctr_.record_failures++;
+  emit(Event{"reject", c.nodeid,
+             std::string(why) + " (altered, injected, replayed, reordered or dropped on the way): connection closed",
+             "record", 0});
 }
 
 void Lowcomms::rx_auth_failed(const std::shared_ptr<Socket>& s, const char* why) {
@@ -123,7 +190,7 @@ void Lowcomms::rx_auth_reply(const AuthReply& r) {
   std::memcpy(proof, auth::kProofMagic, 4);
   std::memcpy(proof + 4, r.proof, auth::kMacLen);
   if (r.id & kSctpAuthReply) {
-    sctp_auth_reply(int32_t(uint32_t(r.id)), r.nonce, proof, r.expected);
+    sctp_auth_reply(int32_t(uint32_t(r.id)), r, proof);
     return;
   }
   auto it = rx_socks_.find(r.id);
@@ -139,6 +206,8 @@ void Lowcomms::rx_auth_reply(const AuthReply& r) {
     return;
   }
   std::memcpy(s->auth.expected, r.expected, auth::kMacLen);
+  std::memcpy(s->auth.tx_key, r.tx_key, record::kKeyLen);
+  std::memcpy(s->auth.rx_key, r.rx_key, record::kKeyLen);
   s->auth.have_expected = true;
   rx_auth_check(s);
 }

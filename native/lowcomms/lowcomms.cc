@@ -144,6 +144,14 @@ void Lowcomms::kill_connections(uint32_t nodeid) {
   rx_wake_.signal();
 }
 
+bool Lowcomms::tamper_records(uint32_t nodeid, Tamper what) {
+  ConnPtr c = find(nodeid);
+  if (!c || !cfg_.auth || !c->handshake) return false;
+  c->tamper = uint8_t(what);
+  kick_tx(c);
+  return true;
+}
+
 void Lowcomms::reset_locked(Connection& c) {
   c.mc.reset();
   c.wq.forget_unacked();
@@ -364,6 +372,7 @@ std::vector<Lowcomms::NodeStats> Lowcomms::node_stats() {
     s.dropped_unacked = k.dropped_unacked;
     s.restarts = k.restarts;
     s.desync_reports = k.desync_reports;
+    s.bad_records = k.bad_records;
     s.peer_incarnation = c->peer_incarnation;
     s.kernel = !c->handshake && !cfg_.protocol31;
     s.connected = cfg_.transport == Transport::kSctp ? c->assoc_up.load()
@@ -396,6 +405,8 @@ void Lowcomms::start() {
     throw EngineError{"CONFIG", "TCP can't handle multi-homed hosts, use SCTP (local node has " +
                                     std::to_string(local_.size()) + " addresses)",
                       0};
+  if (cfg_.auth)
+    if (const char* why = record::unavailable_reason()) throw EngineError{"ECRYPTO", why, 0};
   if (!auth::make_incarnation(&incarnation_)) throw EngineError{"ERRNO", "getrandom failed", errno};
   tx_epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
   rx_epoll_.reset(epoll_create1(EPOLL_CLOEXEC));

@@ -47,6 +47,7 @@ struct GlobalCounters {
   std::atomic<uint64_t> accepts{0};
   std::atomic<uint64_t> auth_failures{0};  // peers that failed the authentication handshake
   std::atomic<uint64_t> stale_dropped{0};  // SCTP messages of associations we had aborted
+  std::atomic<uint64_t> record_failures{0};  // records that failed authentication (auth)
 };
 
 class Lowcomms {
@@ -77,6 +78,12 @@ class Lowcomms {
   // Fault injection for tests and drills: abort every connection with the node (TCP:
   // RST; SCTP: ABORT of the association), as a network failure would.
   void kill_connections(uint32_t nodeid);
+  // Fault injection for the tests of record protection (auth): the next record sent
+  // to the node is altered, injected before, replayed, dropped or swapped with the one after
+  // it, as an attacker on the path would; the node must close the association. False if
+  // there is no such node or records are not protected.
+  enum class Tamper : uint8_t { kNone, kFlip, kInject, kReplay, kDrop, kReorder };
+  bool tamper_records(uint32_t nodeid, Tamper what);
 
   // A run of messages staged by the JS thread, each record: le32 nodeid, le32 lockspace,
   // le16 body length, u8 cmd, u8 flags (kStagedRaw: the body is a whole message), body.
@@ -94,7 +101,9 @@ class Lowcomms {
 
   // Peer authentication: the JS side's answer to an "auth" event for socket `sock_id`:
   // the PROOF to send and the one expected from the peer (auth.h).
-  void auth_reply(uint64_t sock_id, const uint8_t* nonce, const uint8_t* proof, const uint8_t* expected);
+  // With them, the session keys of this connection (session_crypto.h): ours, the peer's.
+  void auth_reply(uint64_t sock_id, const uint8_t* nonce, const uint8_t* proof, const uint8_t* expected,
+                  const uint8_t* tx_key, const uint8_t* rx_key);
 
   // The application consumed batch `batch_id` (`bytes` long): reading may resume, and
   // its messages may now be acked.
@@ -105,7 +114,7 @@ class Lowcomms {
     bool connected;
     uint64_t tx_msgs, tx_bytes, tx_syscalls, rx_msgs, rx_bytes, connects, disconnects,
         connect_errors, resent, bad_frames, backpressure, acks_sent, dropped_unacked, restarts,
-        desync_reports;
+        desync_reports, bad_records;
     uint64_t peer_incarnation;
     bool kernel;
     size_t queued_bytes, held_bytes, unacked;
@@ -178,6 +187,8 @@ class Lowcomms {
     uint8_t proof[auth::kMacLen];
     uint8_t expected[auth::kMacLen];
     uint8_t nonce[auth::kNonceLen];  // the nonce of ours it answers: a stale reply is ignored
+    uint8_t tx_key[record::kKeyLen];
+    uint8_t rx_key[record::kKeyLen];
   };
   // Below 2^53, so that the id survives the trip through a JavaScript number.
   static constexpr uint64_t kSctpAuthReply = uint64_t(1) << 40;
@@ -190,6 +201,11 @@ class Lowcomms {
   void rx_auth_check(const std::shared_ptr<Socket>& s);
   void rx_auth_failed(const std::shared_ptr<Socket>& s, const char* why);
   void rx_auth_reply(const AuthReply& r);
+  // Bytes of a socket past its handshake: opened record by record with auth, then split
+  // and processed; keeps the rest in s->leftover. False if the socket was dropped.
+  bool rx_stream(const std::shared_ptr<Socket>& s, Connection& c, uint8_t* buf, size_t len);
+  // A record failed authentication: counted, reported, its connection closed by the caller.
+  void rx_bad_record(Connection& c, const char* why);
   // A handshake completed with `incarnation`: a peer seen before under another one has
   // restarted, so its session starts over before any frame of the new one is read
   // (receive thread). `via` is the socket that learned it (TCP), else null.
@@ -209,7 +225,7 @@ class Lowcomms {
   void sctp_forget_aborted(int32_t assoc_id);
   void sctp_auth_start(const ConnPtr& c, int32_t assoc_id);
   void sctp_auth_message(const ConnPtr& c, int32_t assoc_id, const uint8_t* data, size_t len);
-  void sctp_auth_reply(int32_t assoc_id, const uint8_t* nonce, const uint8_t* proof, const uint8_t* expected);
+  void sctp_auth_reply(int32_t assoc_id, const AuthReply& r, const uint8_t* proof);
   void sctp_auth_failed(const ConnPtr& c, int32_t assoc_id, const char* why);
   void sctp_drop_assoc(const ConnPtr& c, int32_t assoc_id);
   void sctp_auth_verified(const ConnPtr& c, int32_t assoc_id, int verdict);
@@ -229,12 +245,19 @@ class Lowcomms {
   // One sendmsg of what c's queue holds unsent (up to 64 entries, 1 MiB), under c->tx_mu.
   enum class TxRound : uint8_t { kEmpty, kSent, kAgain, kError };
   TxRound tcp_send_round(const ConnPtr& c, int* err);
+  void tcp_flush_sealed(const ConnPtr& c);
+  void tcp_tamper(Connection& c, Socket& s);
+  // n bytes of the last gather() are on their way: advance, and say 'drain' if due.
+  void tx_advanced(const ConnPtr& c, size_t n, uint64_t gen);
 
   // SCTP (transport_sctp.cc).
   void sctp_listen();
   void sctp_read();
   bool sctp_connect(const ConnPtr& c, int* err);
   void sctp_flush(const ConnPtr& c);
+  void sctp_flush_sealed(const ConnPtr& c);
+  bool sctp_seal_more(const ConnPtr& c);
+  void sctp_tamper(Connection& c);
   void sctp_on_notification(const uint8_t* data, size_t len);
   void sctp_abort(int32_t assoc_id);
   void sctp_tune_assoc(int32_t assoc_id);
@@ -279,6 +302,9 @@ class Lowcomms {
   // Authentication handshakes by association: an old and a new association of one
   // node can overlap for a moment (rx thread only).
   std::unordered_map<int32_t, auth::Session> sctp_sessions_;
+  // With auth: the opener of each association past its handshake (rx thread only).
+  std::unordered_map<int32_t, std::unique_ptr<record::Cipher>> sctp_openers_;
+  std::vector<uint8_t> rx_plain_;  // opened records (rx thread)
   // Handshake messages that met a full send buffer (one buffer for every association of
   // the socket), in order per association; the receive thread retries them (rx only).
   std::unordered_map<int32_t, std::deque<std::vector<uint8_t>>> sctp_ctrl_backlog_;

@@ -207,7 +207,19 @@ void Lowcomms::tx_connect(const ConnPtr& c, int64_t now) {
 
 void Lowcomms::tx_connected(const ConnPtr& c) {
   c->tx_state = Connection::TxState::kConnected;
-  c->tx_assoc = c->send_assoc();
+  if (cfg_.transport == Transport::kSctp && c->handshake && cfg_.auth) {
+    // A new association (or a new handshake on one): new keys, counters from 0, and
+    // nothing sealed for the old one goes (the rewind below puts it in the queue again).
+    c->sctp_sealed.clear();
+    c->sctp_sealer.reset();
+    std::lock_guard lk(c->keys_mu);  // the association and its key, as the receive thread set them
+    c->tx_assoc = c->send_assoc();
+    c->sealer_gen = c->keys_gen;
+    if (c->keys_assoc == c->tx_assoc && c->tx_assoc != 0)
+      c->sctp_sealer = record::Cipher::make(cfg_.record_mode, c->keys_tx, true);
+  } else {
+    c->tx_assoc = c->send_assoc();
+  }
   c->assoc_down_err = -1;  // a reason left from an earlier association is not this one's
   c->retries = 0;
   c->retry_at_ns = 0;

@@ -27,6 +27,8 @@ constexpr size_t kSctpRxBytes = 256 * 1024;
 // PPID of the authentication handshake's messages (DLM data carries the sender's nodeid).
 constexpr uint32_t kAuthPpid = 0x4c434131;  // "LCA1"
 constexpr int kMaxMsgs = 32;
+// With auth: sealed-message buffers kept for reuse per node (each up to an entry + 20 B).
+constexpr size_t kSealedSpares = 8;
 // Aborted associations remembered until their COMM_LOST (one is read soon after each).
 constexpr size_t kMaxAborted = 256;
 
@@ -397,6 +399,21 @@ void Lowcomms::sctp_read() {
       data = c->sctp_partial.data();
       len = c->sctp_partial.size();
     }
+    if (c->handshake && cfg_.auth) {
+      // One message, one record: nothing of it is read before its tag checks out.
+      auto op = sctp_openers_.find(assoc_id);
+      const size_t plen = len >= record::kOverhead ? len - record::kOverhead : 0;
+      if (rx_plain_.size() < plen) rx_plain_.resize(plen);
+      if (op == sctp_openers_.end() || len < record::kOverhead || record::record_len(data) != plen ||
+          !op->second->open(data, plen, rx_plain_.data())) {
+        c->sctp_partial.clear();
+        rx_bad_record(*c, "record failed authentication");
+        sctp_drop_assoc(c, assoc_id);
+        continue;
+      }
+      data = rx_plain_.data();
+      len = plen;
+    }
     size_t consumed = 0;
     bool stale = false;
     auto ep = assoc_epochs_.find(assoc_id);
@@ -467,6 +484,7 @@ void Lowcomms::sctp_ctrl_retry() {
 
 void Lowcomms::sctp_end_session(int32_t assoc_id) {
   sctp_sessions_.erase(assoc_id);
+  sctp_openers_.erase(assoc_id);
   sctp_ctrl_backlog_.erase(assoc_id);
 }
 
@@ -480,6 +498,7 @@ void Lowcomms::sctp_auth_try_verify(const ConnPtr& c, int32_t assoc_id) {
 
 void Lowcomms::sctp_auth_start(const ConnPtr& c, int32_t assoc_id) {
   sctp_ctrl_backlog_.erase(assoc_id);  // a restarted association starts over
+  sctp_openers_.erase(assoc_id);       // and its records with new keys
   auth::Session& sess = sctp_sessions_[assoc_id];
   uint8_t hello[auth::kHelloLen];
   // A full send buffer only queues the HELLO (sctp_send_ctrl); a HELLO that cannot go out
@@ -506,8 +525,8 @@ void Lowcomms::sctp_auth_message(const ConnPtr& c, int32_t assoc_id, const uint8
   if (st.peer_nonce || st.got_proof) sctp_auth_try_verify(c, assoc_id);
 }
 
-void Lowcomms::sctp_auth_reply(int32_t assoc_id, const uint8_t* nonce, const uint8_t* proof,
-                               const uint8_t* expected) {
+void Lowcomms::sctp_auth_reply(int32_t assoc_id, const AuthReply& r, const uint8_t* proof) {
+  const uint8_t* nonce = r.nonce;
   ConnPtr c = sctp_conn_of_assoc(assoc_id);
   auto it = sctp_sessions_.find(assoc_id);
   if (!c || it == sctp_sessions_.end()) return;
@@ -520,7 +539,9 @@ void Lowcomms::sctp_auth_reply(int32_t assoc_id, const uint8_t* nonce, const uin
     sctp_drop_assoc(c, assoc_id);  // as for a HELLO that could not go out
     return;
   }
-  std::memcpy(sess.expected, expected, auth::kMacLen);
+  std::memcpy(sess.expected, r.expected, auth::kMacLen);
+  std::memcpy(sess.tx_key, r.tx_key, record::kKeyLen);
+  std::memcpy(sess.rx_key, r.rx_key, record::kKeyLen);
   sess.have_expected = true;
   sctp_auth_try_verify(c, assoc_id);
 }
@@ -529,9 +550,29 @@ void Lowcomms::sctp_auth_verified(const ConnPtr& c, int32_t assoc_id, int verdic
   if (verdict < 0) sctp_auth_failed(c, assoc_id, "wrong cluster key");
   if (verdict > 0) {
     auth::Session& sess = sctp_sessions_[assoc_id];
+    if (sess.keyed) {
+      // From here on every message either way is one record under this session's keys.
+      auto opener = record::Cipher::make(sess.mode, sess.rx_key, false);
+      if (!opener) {
+        sctp_auth_failed(c, assoc_id, "record protection could not be set up (OpenSSL)");
+        return;
+      }
+      sctp_openers_[assoc_id] = std::move(opener);
+      std::memset(sess.rx_key, 0, record::kKeyLen);
+    }
     peer_identified(c, sess.peer_incarnation, nullptr);
     sess.state = auth::State::kDone;
-    c->sctp_authed_assoc = assoc_id;  // it takes over sending (the send thread rewinds for it)
+    {
+      // The association and its key together: the send thread takes both under this lock.
+      std::lock_guard lk(c->keys_mu);
+      if (sess.keyed) {
+        c->keys_assoc = assoc_id;
+        std::memcpy(c->keys_tx, sess.tx_key, record::kKeyLen);
+        std::memset(sess.tx_key, 0, record::kKeyLen);
+        c->keys_gen++;
+      }
+      c->sctp_authed_assoc = assoc_id;  // it takes over sending (the send thread rewinds for it)
+    }
     kick_tx(c);  // it may now send on this association
   }
 }
@@ -591,7 +632,141 @@ bool Lowcomms::sctp_connect(const ConnPtr& c, int* err) {
   return false;
 }
 
+void Lowcomms::sctp_tamper(Connection& c) {
+  auto& q = c.sctp_sealed;
+  auto copy = [](const SealedMsg& m) {
+    SealedMsg d;
+    d.cap = d.len = m.len;
+    d.buf = std::make_unique_for_overwrite<uint8_t[]>(m.len);
+    std::memcpy(d.buf.get(), m.buf.get(), m.len);
+    return d;
+  };
+  switch (Tamper(c.tamper.load())) {
+    case Tamper::kNone:
+      return;
+    case Tamper::kFlip:
+      q.front().buf[record::kHeaderLen + (q.front().len - record::kOverhead) / 2] ^= 0x40;
+      break;
+    case Tamper::kInject: {
+      SealedMsg f;
+      f.cap = f.len = 64 + record::kOverhead;
+      f.buf = std::make_unique<uint8_t[]>(f.len);
+      std::memset(f.buf.get(), 0x5a, f.len);
+      f.buf[0] = 64, f.buf[1] = f.buf[2] = f.buf[3] = 0;
+      q.push_front(std::move(f));
+      break;
+    }
+    case Tamper::kReplay:
+      q.insert(q.begin() + 1, copy(q.front()));
+      break;
+    case Tamper::kDrop:
+      q.pop_front();
+      break;
+    case Tamper::kReorder:
+      if (!c.tamper_held.len) {
+        // Held back until the next one has gone.
+        c.tamper_held = std::move(q.front());
+        q.pop_front();
+        return;
+      }
+      q.insert(q.begin() + 1, std::move(c.tamper_held));
+      c.tamper_held = SealedMsg{};
+      break;
+  }
+  c.tamper = 0;
+}
+
+bool Lowcomms::sctp_seal_more(const ConnPtr& c) {
+  iovec iov[kMaxMsgs];
+  int n;
+  uint64_t gen;
+  {
+    std::lock_guard lk(c->mu);
+    n = c->wq.gather(iov, kMaxMsgs, 1 << 20, &gen);
+  }
+  size_t plain = 0;
+  for (int i = 0; i < n; i++) {
+    SealedMsg m;
+    if (!c->sctp_spare.empty()) {
+      m = std::move(c->sctp_spare.back());
+      c->sctp_spare.pop_back();
+    }
+    const size_t need = iov[i].iov_len + record::kOverhead;
+    if (m.cap < need) {
+      m.cap = std::max(need, size_t(cfg_.entry_bytes) + record::kOverhead);
+      m.buf = std::make_unique_for_overwrite<uint8_t[]>(m.cap);
+    }
+    // Its counter is spent: the message goes as sealed, or not at all (association lost).
+    if (!c->sctp_sealer->seal(&iov[i], 1, iov[i].iov_len, m.buf.get())) return false;
+    m.len = need;
+    plain += iov[i].iov_len;
+    c->sctp_sealed.push_back(std::move(m));
+  }
+  if (n) tx_advanced(c, plain, gen);
+  return true;
+}
+
+void Lowcomms::sctp_flush_sealed(const ConnPtr& c) {
+  iovec iov[kMaxMsgs];
+  mmsghdr msgs[kMaxMsgs];
+  char cbufs[kMaxMsgs][CMSG_SPACE(sizeof(sctp_sndinfo))];
+  const int32_t assoc_id = c->send_assoc();
+  if (assoc_id == 0 || assoc_id != c->tx_assoc) {
+    kick_tx(c);  // the state machine sees the new association and reconnects
+    return;
+  }
+  if (!c->sctp_sealer || c->keys_gen != c->sealer_gen) {
+    // A new handshake on this association (restarted under the same id): rewind for it.
+    tx_lost(c, ECONNRESET, "association re-keyed");
+    return;
+  }
+  for (int round = 0; round < 16; round++) {
+    if (c->sctp_sealed.empty() && !sctp_seal_more(c)) {
+      tx_lost(c, EIO, "record protection");
+      return;
+    }
+    if (c->sctp_sealed.empty()) return;
+    if (c->tamper) {
+      sctp_tamper(*c);
+      if (c->sctp_sealed.empty()) continue;  // dropped
+    }
+    const int n = int(std::min<size_t>(c->sctp_sealed.size(), kMaxMsgs));
+    sctp_sndinfo si{};
+    si.snd_assoc_id = assoc_id;
+    si.snd_ppid = cfg_.local_nodeid;
+    for (int i = 0; i < n; i++) {
+      iov[i] = iovec{c->sctp_sealed[size_t(i)].buf.get(), c->sctp_sealed[size_t(i)].len};
+      std::memset(&msgs[i], 0, sizeof msgs[i]);
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+      attach_sndinfo(msgs[i].msg_hdr, cbufs[i], sizeof cbufs[i], si);
+    }
+    const int r = ::sendmmsg(listen_fd_.get(), msgs, unsigned(n), MSG_NOSIGNAL | MSG_DONTWAIT);
+    c->ctr.tx_syscalls++;
+    if (r > 0) {
+      for (int i = 0; i < r; i++) {
+        c->ctr.tx_bytes += msgs[i].msg_len;
+        if (c->sctp_spare.size() < kSealedSpares) c->sctp_spare.push_back(std::move(c->sctp_sealed.front()));
+        c->sctp_sealed.pop_front();
+      }
+      if (r == n) continue;
+    }
+    const int e = r < 0 ? errno : EAGAIN;
+    if (e == EAGAIN || e == EWOULDBLOCK || e == ENOMEM) {
+      c->flush_at_ns = now_ns() + 1000000;
+      return;
+    }
+    tx_lost(c, e, "send");
+    return;
+  }
+  kick_tx(c);
+}
+
 void Lowcomms::sctp_flush(const ConnPtr& c) {
+  if (c->handshake && cfg_.auth) {
+    sctp_flush_sealed(c);
+    return;
+  }
   iovec iov[kMaxMsgs];
   mmsghdr msgs[kMaxMsgs];
   char cbufs[kMaxMsgs][CMSG_SPACE(sizeof(sctp_sndinfo))];

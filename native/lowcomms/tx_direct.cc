@@ -4,7 +4,7 @@
 // non-blocking sendmsg. That saves a wake-up of the send thread per message in
 // request/response traffic (docs/performance.md). The send thread stays the owner of
 // everything that does not go out at once: connecting, a full socket buffer, errors,
-// what one sendmsg did not take, SCTP, the delayed flush policy.
+// what one sendmsg did not take, SCTP, the delayed flush policy, auth records.
 #include <cerrno>
 #include "lowcomms/lowcomms.h"
 
@@ -23,8 +23,9 @@ void Lowcomms::tx_direct(const ConnPtr& c) {
   }
   // Never wait for the send thread: if it holds the connection, it sees the new bytes.
   std::unique_lock lk(c->tx_mu, std::try_to_lock);
+  // With auth, records are sealed and sent by the send thread (tcp_flush_sealed).
   if (!lk.owns_lock() || c->tx_state != Connection::TxState::kConnected || !c->writable ||
-      !c->sock || c->sock->dead || c->sock_failed || c->removed) {
+      !c->sock || c->sock->dead || c->sock->sealer || c->sock_failed || c->removed) {
     if (lk.owns_lock()) lk.unlock();
     kick_tx(c);
     return;

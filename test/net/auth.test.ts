@@ -64,6 +64,7 @@ for (const transport of testTransports()) describe(`peer authentication over ${t
     assert.deepEqual(ck.errors, []);
     assert.equal(ck.received, ROUNDS * CHUNK);
     assert.equal(a.stats().authFailures + b.stats().authFailures, 0, `refusals: ${rejects.join('; ')}`);
+    assert.equal(a.stats().recordFailures + b.stats().recordFailures, 0, `record failures: ${rejects.join('; ')}`);
     const connects = a.stats().nodes[0]!.connects;
     t.diagnostic(`auth reconnects ${transport}: connects=${connects} handshakes answered: node 1 ${hsA()}, node 2 ${hsB()}`);
     assert.ok(connects >= ROUNDS / 2, `the kills forced reconnects: ${connects} connects`);
@@ -120,6 +121,8 @@ for (const transport of testTransports()) describe(`peer authentication over ${t
     await until(() => [...checkers.values()].every((ck) => ck.received === 2 * COUNT), 60_000, 'every message delivered');
     for (const ck of checkers.values()) assert.deepEqual(ck.errors, []);
     const failures = [1, 2, 3].map((id) => cl.get(id).stats().authFailures);
+    const recordFailures = [1, 2, 3].map((id) => cl.get(id).stats().recordFailures);
+    assert.deepEqual(recordFailures, [0, 0, 0], 'no record of a live session failed its check (new keys per connection, counters from 0)');
     const stale = [1, 2, 3].reduce((n, id) => n + cl.get(id).stats().staleDropped, 0);
     const connects = [1, 2, 3].reduce((n, id) => n + cl.get(id).stats().nodes.reduce((m, s) => m + s.connects, 0), 0);
     t.diagnostic(`auth churn ${transport}: kills=${KILLS} connects=${connects} staleDropped=${stale} authFailures=${failures.join(',')}`);
