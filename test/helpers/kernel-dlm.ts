@@ -163,6 +163,11 @@ export class KernelDlm {
     execFileSync('mount', ['-t', 'devtmpfs', 'none', this.devDir]);
   }
 
+  /** A lockspace is joined (created and not yet removed). */
+  get joined(): boolean {
+    return this.ls !== undefined;
+  }
+
   /** Unmounts the devtmpfs (call last). */
   dispose(): void {
     try {

@@ -112,6 +112,23 @@ async function leave(s: Session): Promise<number> {
   return ms;
 }
 
+/**
+ * The end of every test, passed or failed: a lockspace still joined (the test failed
+ * before its leave) is left while lowcomms still answers, so that the next test can
+ * reconfigure the kernel (configfs refuses while a lockspace exists) and the guest can
+ * shut down; then lowcomms closes.
+ */
+async function finish(s: Session): Promise<void> {
+  if (s.k.joined) {
+    try {
+      await s.k.removeLockspace(20_000);
+    } catch (err) {
+      console.log(`# cleanup: leaving ${s.lsName} failed: ${String(err)}`);
+    }
+  }
+  await s.comms.close({ timeoutMs: 2000 });
+}
+
 function report(s: Session, what: string): void {
   const p = s.peer();
   console.log(
@@ -163,7 +180,7 @@ for (const transport of ['tcp', 'sctp'] as const) {
         assert.equal(p[k], 0, `lowcomms ${k}`);
       assert.equal(p.rxMsgs, s.mini.counts.status + s.mini.counts.names + s.mini.counts.lookups + s.mini.counts.removes);
     } finally {
-      await s.comms.close({ timeoutMs: 2000 });
+      await finish(s);
     }
   });
 
@@ -192,7 +209,7 @@ for (const transport of ['tcp', 'sctp'] as const) {
       assert.equal(s.peer().state, 'closed');
     } finally {
       heal?.();
-      await s.comms.close({ timeoutMs: 2000 });
+      await finish(s);
     }
   });
 }
@@ -217,7 +234,7 @@ test('kernel DLM peer over tcp: connections reset mid-lock-traffic, midcomms res
     assert.deepEqual(s.mini.counts.bad, []);
     assert.equal(new Set(s.mini.looked).size, s.mini.looked.length, 'no LOOKUP delivered twice');
   } finally {
-    await s.comms.close({ timeoutMs: 2000 });
+    await finish(s);
   }
 });
 
@@ -256,7 +273,7 @@ for (const transport of ['tcp', 'sctp'] as const) {
       const seq = (s.peer().seqSend + 1000) >>> 0;
       const inner = message({ nodeid: US.nodeid, lockspace: 0x4c430000 + lsCounter, cmd: 1, body: Buffer.alloc(72) });
       await inject(transport, opts({ seq, nodeid: US.nodeid, inner }));
-      assert.ok(await waitFor(() => s.log().some((l) => l.includes('seq mismatch')), 3000), 'the kernel logged the wrong seq');
+      assert.ok(await waitFor(() => s.log().some((l) => l.includes('seq mismatch')), 10_000), 'the kernel logged the wrong seq');
       assert.deepEqual(await lockAll(s, names('ws2', 6)), Array(6).fill(0), 'locks still granted after the bad frame');
       const leaveMs = await leave(s);
       report(s, `${transport} wrong seq (leave ${leaveMs} ms)`);
@@ -266,7 +283,7 @@ for (const transport of ['tcp', 'sctp'] as const) {
       assert.deepEqual(s.mini.counts.bad, []);
       assert.equal(s.peer().state, 'closed');
     } finally {
-      await s.comms.close({ timeoutMs: 2000 });
+      await finish(s);
     }
   });
 }
@@ -305,7 +322,7 @@ for (const transport of ['tcp', 'sctp'] as const) {
       assert.ok(leaveMs < 15_000, `the leave finished well inside the kernel's shutdown timeout (${leaveMs} ms)`);
     } finally {
       heal?.();
-      await s.comms.close({ timeoutMs: 2000 });
+      await finish(s);
     }
   });
 }
