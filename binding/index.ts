@@ -56,6 +56,8 @@ export interface NativeNodeStats {
   txMsgs: number;
   txBytes: number;
   txSyscalls: number;
+  /** Of txSyscalls, the writes made on the JS thread itself (batching.directWrite). */
+  txDirect: number;
   rxMsgs: number;
   rxBytes: number;
   connects: number;
@@ -131,7 +133,7 @@ export const NATIVE_STATS_KEYS = Object.keys({
   rxPaused: 0, rxPendingBytes: 0, incarnation: 0, nodes: 0,
 } satisfies Record<keyof NativeStats, 0>);
 export const NATIVE_NODE_STATS_KEYS = Object.keys({
-  nodeid: 0, connected: 0, txMsgs: 0, txBytes: 0, txSyscalls: 0, rxMsgs: 0, rxBytes: 0,
+  nodeid: 0, connected: 0, txMsgs: 0, txBytes: 0, txSyscalls: 0, txDirect: 0, rxMsgs: 0, rxBytes: 0,
   connects: 0, disconnects: 0, connectErrors: 0, resent: 0, badFrames: 0, backpressure: 0,
   acksSent: 0, droppedUnacked: 0, badRecords: 0, restarts: 0, desyncReports: 0, acksBackwards: 0,
   kernel: 0, peerIncarnation: 0, queuedBytes: 0, heldBytes: 0, unacked: 0, seqSend: 0,

@@ -83,6 +83,7 @@ const FAMILIES: readonly Family[] = [
   node('node_tx_messages_total', 'counter', 'Messages sent to the node.', (n) => n.txMsgs),
   node('node_tx_bytes_total', 'counter', 'Bytes sent to the node.', (n) => n.txBytes),
   node('node_tx_syscalls_total', 'counter', 'Send system calls for the node (batching: messages per call).', (n) => n.txSyscalls),
+  node('node_tx_direct_total', 'counter', 'Of the send system calls, those made on the JS thread itself (batching.directWrite).', (n) => n.txDirect),
   node('node_rx_messages_total', 'counter', 'Messages received from the node and handed to the application.', (n) => n.rxMsgs),
   node('node_rx_bytes_total', 'counter', 'Bytes received from the node.', (n) => n.rxBytes),
   node('node_connects_total', 'counter', 'Connections established with the node (every one after the first is a reconnect).', (n) => n.connects),

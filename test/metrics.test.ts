@@ -89,6 +89,7 @@ const NODE_FIELDS: Record<string, keyof NodeStats> = {
   node_inner_nodeid_mismatches_total: 'innerNodeidMismatch',
   node_tx_bytes_total: 'txBytes',
   node_tx_syscalls_total: 'txSyscalls',
+  node_tx_direct_total: 'txDirect',
   node_rx_messages_total: 'rxMsgs',
   node_rx_bytes_total: 'rxBytes',
   node_connects_total: 'connects',

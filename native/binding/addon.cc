@@ -380,6 +380,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
       num("txMsgs", double(s.tx_msgs));
       num("txBytes", double(s.tx_bytes));
       num("txSyscalls", double(s.tx_syscalls));
+      num("txDirect", double(s.tx_direct));
       num("rxMsgs", double(s.rx_msgs));
       num("rxBytes", double(s.rx_bytes));
       num("connects", double(s.connects));

@@ -49,6 +49,7 @@ struct Socket {
 
 struct ConnCounters {
   std::atomic<uint64_t> tx_msgs{0}, tx_bytes{0}, tx_syscalls{0};
+  std::atomic<uint64_t> tx_direct{0};  // of tx_syscalls: made on the caller's thread (tx_direct.cc)
   std::atomic<uint64_t> rx_msgs{0}, rx_bytes{0};
   std::atomic<uint64_t> connects{0}, disconnects{0}, connect_errors{0};
   std::atomic<uint64_t> resent{0}, bad_frames{0}, backpressure{0}, acks_sent{0};

@@ -360,6 +360,7 @@ std::vector<Lowcomms::NodeStats> Lowcomms::node_stats() {
     s.tx_msgs = k.tx_msgs;
     s.tx_bytes = k.tx_bytes;
     s.tx_syscalls = k.tx_syscalls;
+    s.tx_direct = k.tx_direct;
     s.rx_msgs = k.rx_msgs;
     s.rx_bytes = k.rx_bytes;
     s.connects = k.connects;

@@ -112,7 +112,7 @@ class Lowcomms {
   struct NodeStats {
     uint32_t nodeid;
     bool connected;
-    uint64_t tx_msgs, tx_bytes, tx_syscalls, rx_msgs, rx_bytes, connects, disconnects,
+    uint64_t tx_msgs, tx_bytes, tx_syscalls, tx_direct, rx_msgs, rx_bytes, connects, disconnects,
         connect_errors, resent, bad_frames, backpressure, acks_sent, dropped_unacked, restarts,
         desync_reports, bad_records;
     uint64_t peer_incarnation;

@@ -39,7 +39,9 @@ void Lowcomms::tx_direct(const ConnPtr& c) {
     }
   }
   int err = 0;
-  switch (tcp_send_round(c, &err)) {
+  const TxRound round = tcp_send_round(c, &err);
+  if (round != TxRound::kEmpty) c->ctr.tx_direct++;
+  switch (round) {
     case TxRound::kEmpty:
       return;
     case TxRound::kSent: {
