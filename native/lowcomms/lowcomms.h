@@ -163,6 +163,9 @@ class Lowcomms {
   void tx_service_locked(const ConnPtr& c, int64_t now);
   void tx_connect(const ConnPtr& c, int64_t now);
   void tx_connected(const ConnPtr& c);
+  // SCTP: the proven association can take our DLM frames now. With auth, only while its
+  // session key is unused: a key seals from counter 0 once, never twice (GCM nonces).
+  bool sctp_sendable(Connection& c);
   void tx_lost(const ConnPtr& c, int err, const char* why);
   void emit_connect_failure(const ConnPtr& c, int err, const char* why);
   void tx_teardown(const ConnPtr& c);

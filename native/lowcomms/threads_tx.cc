@@ -119,7 +119,7 @@ void Lowcomms::tx_service_locked(const ConnPtr& c, int64_t now) {
       int err = 0;
       if (sctp) {
         // To a lowcomms peer, an association carries DLM only once its handshake is done.
-        if (c->send_assoc() != 0) {
+        if (sctp_sendable(*c)) {
           tx_connected(c);
         } else if (c->retry_at_ns && now >= c->retry_at_ns) {
           c->retry_at_ns = 0;
@@ -201,7 +201,7 @@ void Lowcomms::tx_connect(const ConnPtr& c, int64_t now) {
     // The association comes up asynchronously (COMM_UP); give it a deadline.
     c->retry_at_ns = now + int64_t(cfg_.sctp.init_max_attempts) * cfg_.sctp.init_max_timeo_ms * kMs +
                      kMs * 1000;
-    if (c->send_assoc() != 0) tx_connected(c);
+    if (sctp_sendable(*c)) tx_connected(c);
   }
 }
 
@@ -217,6 +217,10 @@ void Lowcomms::tx_connected(const ConnPtr& c) {
     c->sealer_gen = c->keys_gen;
     if (c->keys_assoc == c->tx_assoc && c->tx_assoc != 0)
       c->sctp_sealer = record::Cipher::make(cfg_.record_mode, c->keys_tx, true);
+    // Used: another tx_connected on this association (after a send error that did not end
+    // it) must not seal from counter 0 again under the same key; it waits for a new one.
+    c->keys_assoc = 0;
+    std::memset(c->keys_tx, 0, sizeof c->keys_tx);
   } else {
     c->tx_assoc = c->send_assoc();
   }
@@ -247,8 +251,25 @@ void Lowcomms::tx_connected(const ConnPtr& c) {
   tx_service_locked(c, now_ns());
 }
 
+bool Lowcomms::sctp_sendable(Connection& c) {
+  const int32_t a = c.send_assoc();
+  if (a == 0 || !c.handshake || !cfg_.auth) return a != 0;
+  std::lock_guard lk(c.keys_mu);
+  return c.keys_assoc == a;
+}
+
 void Lowcomms::tx_lost(const ConnPtr& c, int err, const char* why) {
   const bool was_connected = c->tx_state == Connection::TxState::kConnected;
+  if (cfg_.transport == Transport::kSctp && c->handshake && cfg_.auth && was_connected &&
+      c->tx_assoc != 0 && c->send_assoc() == c->tx_assoc && !sctp_sendable(*c)) {
+    // The association still stands but its key is spent: end it, so that a new one (new
+    // handshake, new key) takes over instead of waiting for it to go by itself.
+    {
+      std::lock_guard lk(rx_cmd_mu_);
+      rx_kill_nodes_.push_back(c->nodeid);
+    }
+    rx_wake_.signal();
+  }
   if (c->sock) {
     c->sock->dead = true;
     if (!c->sock->abort) ::shutdown(c->sock->fd.get(), SHUT_RDWR);
