@@ -799,17 +799,8 @@ void Lowcomms::sctp_flush(const ConnPtr& c) {
     if (r > 0) {
       size_t bytes = 0;
       for (int i = 0; i < r; i++) bytes += msgs[i].msg_len;
-      bool drained = false;
-      {
-        std::lock_guard lk(c->mu);
-        c->wq.advance(bytes, gen);
-        if (c->backpressured && c->wq.held_bytes() <= cfg_.max_node_bytes / 2) {
-          c->backpressured = false;
-          drained = true;
-        }
-      }
       c->ctr.tx_bytes += bytes;
-      if (drained) emit(Event{"drain", c->nodeid, "", "", 0});
+      tx_advanced(c, bytes, gen);
       if (r == n) continue;
     }
     const int e = r < 0 ? errno : EAGAIN;
