@@ -6,28 +6,34 @@
  * destination session (epoch), what was delivered is 0..k-1 exactly once in order;
  * for a session that ended with the destination's leave, k >= sent - reported dropped
  * (everything not reported was delivered) and k <= sent; for a session still open,
- * everything sent was delivered and nothing reported. Needs root and corosync
- * (scripts/setup-system.sh); it fails, never skips, without them.
+ * everything sent was delivered and nothing reported. Once per transport of the run
+ * (test/helpers/transports.ts); SCTP inside user-mode-linux, whose guest runs the host's
+ * corosync. Needs root and corosync (scripts/setup-system.sh); it fails, never skips,
+ * without them.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
+import type { TransportName } from '../../lib';
 import { CorosyncCluster, nodeEnv, toolEnv, type LogEntry } from '../helpers/corosync-cluster';
+import { testTransports } from '../helpers/transports';
 
 const N = 3;
-const cluster = new CorosyncCluster(N);
+// The cluster of the suite that runs now (suites run one after the other).
+let cluster: CorosyncCluster;
 
-before(async () => {
-  assert.equal(process.getuid?.(), 0, 'the corosync tests need root (network namespaces, mounts)');
-  cluster.setup();
-  for (let i = 1; i <= N; i++) cluster.startCorosync(i);
-  for (let i = 1; i <= N; i++) await cluster.waitCorosync(i);
-  for (let i = 1; i <= N; i++) cluster.startService(i);
-  for (let i = 1; i <= N; i++) await waitMembers(i, [1, 2, 3]);
-});
-
-after(() => cluster.close());
+function startCluster(transport: TransportName) {
+  return async () => {
+    cluster = new CorosyncCluster(N, transport);
+    assert.equal(process.getuid?.(), 0, 'the corosync tests need root (network namespaces, mounts)');
+    cluster.setup();
+    for (let i = 1; i <= N; i++) cluster.startCorosync(i);
+    for (let i = 1; i <= N; i++) await cluster.waitCorosync(i);
+    for (let i = 1; i <= N; i++) cluster.startService(i);
+    for (let i = 1; i <= N; i++) await waitMembers(i, [1, 2, 3]);
+  };
+}
 
 const events = (log: LogEntry[], t: string) => log.filter((e) => e.t === t);
 const lastMembers = (log: LogEntry[]) => (events(log, 'change').at(-1)?.members as number[] | undefined) ?? [];
@@ -146,122 +152,132 @@ function cpgOrder(i: number, since: Map<number, number>): string[] {
   ]);
 }
 
-test('every node starts with all three members, quorate, and delivers everything', async (t) => {
-  for (let i = 1; i <= N; i++) await waitQuorate(i, true);
-  await flow(1000);
-  const r = await pauseAndCheck([1, 2, 3]);
-  t.diagnostic(`sessions ${r.sessions}, delivered ${r.delivered}, dropped ${r.dropped}`);
-  assert.equal(r.dropped, 0);
-  assert.ok(r.delivered > 6 * 20, `too little traffic: ${r.delivered}`);
-});
+function suite(transport: TransportName): void {
+  before(startCluster(transport));
+  after(() => cluster.close());
 
-test('a node leaves (corosync stopped) and rejoins', async (t) => {
-  const t0 = Date.now();
-  const since = mark();
-  await cluster.stopCorosync(3, 'SIGTERM');
-  // The service lost its corosync: it says so and stops.
-  const code = await cluster.reapService(3);
-  assert.equal(code, 3, 'the service on node 3 should stop on losing corosync');
-  assert.ok(events(cluster.current(3), 'lost').length === 1, "node 3 logged no 'lost'");
-  await waitMembers(1, [1, 2]);
-  await waitMembers(2, [1, 2]);
-  t.diagnostic(`leave seen after ${Date.now() - t0} ms`);
-  for (const i of [1, 2]) assert.equal(events(cluster.current(i), 'leave').at(-1)?.nodeid, 3);
-  await flow(500);
-  cluster.startCorosync(3);
-  await cluster.waitCorosync(3);
-  cluster.startService(3);
-  for (let i = 1; i <= N; i++) await waitMembers(i, [1, 2, 3]);
-  await flow(1000);
-  const r = await pauseAndCheck([1, 2, 3]);
-  t.diagnostic(`rejoined after ${Date.now() - t0} ms; sessions ${r.sessions}, delivered ${r.delivered}, dropped ${r.dropped}`);
-  for (const i of [1, 2]) assert.deepEqual(leaveJoinOrder(i, since), ['-3', '+3']);
-  for (const i of [1, 2]) assert.deepEqual(leaveJoinOrder(i, since), cpgOrder(i, since));
-});
+  test('every node starts with all three members, quorate, and delivers everything', async (t) => {
+    for (let i = 1; i <= N; i++) await waitQuorate(i, true);
+    await flow(1000);
+    const r = await pauseAndCheck([1, 2, 3]);
+    t.diagnostic(`sessions ${r.sessions}, delivered ${r.delivered}, dropped ${r.dropped}`);
+    assert.equal(r.dropped, 0);
+    assert.ok(r.delivered > 6 * 20, `too little traffic: ${r.delivered}`);
+  });
 
-test('a node crashes (corosync and service SIGKILLed) and rejoins', async (t) => {
-  const t0 = Date.now();
-  const since = mark();
-  await Promise.all([cluster.stopCorosync(2, 'SIGKILL'), cluster.killService(2)]);
-  await waitMembers(1, [1, 3]);
-  await waitMembers(3, [1, 3]);
-  t.diagnostic(`crash seen after ${Date.now() - t0} ms`);
-  for (const i of [1, 3]) assert.equal(events(cluster.current(i), 'leave').at(-1)?.nodeid, 2);
-  await flow(500);
-  cluster.startCorosync(2);
-  await cluster.waitCorosync(2);
-  cluster.startService(2);
-  for (let i = 1; i <= N; i++) await waitMembers(i, [1, 2, 3]);
-  await flow(1000);
-  const r = await pauseAndCheck([1, 2, 3]);
-  t.diagnostic(`rejoined after ${Date.now() - t0} ms; sessions ${r.sessions}, delivered ${r.delivered}, dropped ${r.dropped}`);
-  for (const i of [1, 3]) assert.deepEqual(leaveJoinOrder(i, since), ['-2', '+2']);
-  for (const i of [1, 3]) assert.deepEqual(leaveJoinOrder(i, since), cpgOrder(i, since));
-});
+  test('a node leaves (corosync stopped) and rejoins', async (t) => {
+    const t0 = Date.now();
+    const since = mark();
+    await cluster.stopCorosync(3, 'SIGTERM');
+    // The service lost its corosync: it says so and stops.
+    const code = await cluster.reapService(3);
+    assert.equal(code, 3, 'the service on node 3 should stop on losing corosync');
+    assert.ok(events(cluster.current(3), 'lost').length === 1, "node 3 logged no 'lost'");
+    await waitMembers(1, [1, 2]);
+    await waitMembers(2, [1, 2]);
+    t.diagnostic(`leave seen after ${Date.now() - t0} ms`);
+    for (const i of [1, 2]) assert.equal(events(cluster.current(i), 'leave').at(-1)?.nodeid, 3);
+    await flow(500);
+    cluster.startCorosync(3);
+    await cluster.waitCorosync(3);
+    cluster.startService(3);
+    for (let i = 1; i <= N; i++) await waitMembers(i, [1, 2, 3]);
+    await flow(1000);
+    const r = await pauseAndCheck([1, 2, 3]);
+    t.diagnostic(`rejoined after ${Date.now() - t0} ms; sessions ${r.sessions}, delivered ${r.delivered}, dropped ${r.dropped}`);
+    for (const i of [1, 2]) assert.deepEqual(leaveJoinOrder(i, since), ['-3', '+3']);
+    for (const i of [1, 2]) assert.deepEqual(leaveJoinOrder(i, since), cpgOrder(i, since));
+  });
 
-test('only the service crashes (SIGKILL), corosync stays: procdown, then it rejoins', async (t) => {
-  const t0 = Date.now();
-  const since = mark();
-  await cluster.killService(1);
-  await waitMembers(2, [2, 3]);
-  await waitMembers(3, [2, 3]);
-  t.diagnostic(`leave seen after ${Date.now() - t0} ms`);
-  for (const i of [2, 3]) {
-    const l = events(cluster.current(i), 'leave').at(-1);
-    assert.equal(l?.nodeid, 1);
-    assert.equal(l?.reason, 'procdown');
-  }
-  await flow(500);
-  cluster.startService(1);
-  for (let i = 1; i <= N; i++) await waitMembers(i, [1, 2, 3]);
-  await flow(1000);
-  const r = await pauseAndCheck([1, 2, 3]);
-  t.diagnostic(`rejoined after ${Date.now() - t0} ms; sessions ${r.sessions}, delivered ${r.delivered}, dropped ${r.dropped}`);
-  for (const i of [2, 3]) assert.deepEqual(leaveJoinOrder(i, since), ['-1', '+1']);
-  for (const i of [2, 3]) assert.deepEqual(leaveJoinOrder(i, since), cpgOrder(i, since));
-});
+  test('a node crashes (corosync and service SIGKILLed) and rejoins', async (t) => {
+    const t0 = Date.now();
+    const since = mark();
+    await Promise.all([cluster.stopCorosync(2, 'SIGKILL'), cluster.killService(2)]);
+    await waitMembers(1, [1, 3]);
+    await waitMembers(3, [1, 3]);
+    t.diagnostic(`crash seen after ${Date.now() - t0} ms`);
+    for (const i of [1, 3]) assert.equal(events(cluster.current(i), 'leave').at(-1)?.nodeid, 2);
+    await flow(500);
+    cluster.startCorosync(2);
+    await cluster.waitCorosync(2);
+    cluster.startService(2);
+    for (let i = 1; i <= N; i++) await waitMembers(i, [1, 2, 3]);
+    await flow(1000);
+    const r = await pauseAndCheck([1, 2, 3]);
+    t.diagnostic(`rejoined after ${Date.now() - t0} ms; sessions ${r.sessions}, delivered ${r.delivered}, dropped ${r.dropped}`);
+    for (const i of [1, 3]) assert.deepEqual(leaveJoinOrder(i, since), ['-2', '+2']);
+    for (const i of [1, 3]) assert.deepEqual(leaveJoinOrder(i, since), cpgOrder(i, since));
+  });
 
-test('a 2/1 partition: both sides remove the other, the minority loses quorum, and it heals', async (t) => {
-  const t0 = Date.now();
-  const since = mark();
-  cluster.link(3, false);
-  await waitMembers(1, [1, 2]);
-  await waitMembers(2, [1, 2]);
-  await waitMembers(3, [3]);
-  await waitQuorate(3, false);
-  for (const i of [1, 2]) assert.equal(events(cluster.current(i), 'quorum').at(-1)?.quorate, true);
-  t.diagnostic(`partition seen after ${Date.now() - t0} ms`);
-  await flow(1000);
-  cluster.link(3, true);
-  for (let i = 1; i <= N; i++) await waitMembers(i, [1, 2, 3], 45000);
-  await waitQuorate(3, true);
-  await flow(1000);
-  const r = await pauseAndCheck([1, 2, 3]);
-  t.diagnostic(`healed after ${Date.now() - t0} ms; sessions ${r.sessions}, delivered ${r.delivered}, dropped ${r.dropped}`);
-  // Both others left, then both joined, in the order CPG listed them in its changes.
-  assert.deepEqual(leaveJoinOrder(3, since), cpgOrder(3, since));
-  assert.deepEqual(leaveJoinOrder(3, since).map((x) => x[0]), ['-', '-', '+', '+']);
-  for (const i of [1, 2]) assert.deepEqual(leaveJoinOrder(i, since), ['-3', '+3']);
-  for (const i of [1, 2]) assert.deepEqual(leaveJoinOrder(i, since), cpgOrder(i, since));
-});
+  test('only the service crashes (SIGKILL), corosync stays: procdown, then it rejoins', async (t) => {
+    const t0 = Date.now();
+    const since = mark();
+    await cluster.killService(1);
+    await waitMembers(2, [2, 3]);
+    await waitMembers(3, [2, 3]);
+    t.diagnostic(`leave seen after ${Date.now() - t0} ms`);
+    for (const i of [2, 3]) {
+      const l = events(cluster.current(i), 'leave').at(-1);
+      assert.equal(l?.nodeid, 1);
+      assert.equal(l?.reason, 'procdown');
+    }
+    await flow(500);
+    cluster.startService(1);
+    for (let i = 1; i <= N; i++) await waitMembers(i, [1, 2, 3]);
+    await flow(1000);
+    const r = await pauseAndCheck([1, 2, 3]);
+    t.diagnostic(`rejoined after ${Date.now() - t0} ms; sessions ${r.sessions}, delivered ${r.delivered}, dropped ${r.dropped}`);
+    for (const i of [2, 3]) assert.deepEqual(leaveJoinOrder(i, since), ['-1', '+1']);
+    for (const i of [2, 3]) assert.deepEqual(leaveJoinOrder(i, since), cpgOrder(i, since));
+  });
 
-test('lowcomms status --corosync reads the node list from the running corosync', async () => {
-  const main = path.join(__dirname, '..', '..', 'cli', 'main.ts');
-  const run = (ns: string) =>
-    new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      const p = spawn('ip', ['netns', 'exec', ns, ...nodeEnv, process.execPath, '--import', 'tsx', main, 'status', '--corosync', '--json', '--port', String(cluster.port)], { env: toolEnv });
-      let stdout = '';
-      let stderr = '';
-      p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      p.on('exit', (status) => resolve({ status, stdout, stderr }));
-    });
-  const r = await run(cluster.ns(2));
-  assert.equal(r.status, 0, r.stdout + r.stderr);
-  const rep = JSON.parse(r.stdout) as { config: string; nodes: Array<{ nodeid: number; name?: string; reachable: boolean; addrs: Array<{ addr: string }> }> };
-  assert.match(rep.config, /corosync cluster 'lowcomms-test' \(cmap\), this node 2/);
-  assert.deepEqual(
-    rep.nodes.map((n) => [n.nodeid, n.name, n.addrs.map((a) => a.addr), n.reachable]),
-    [1, 2, 3].map((i) => [i, `n${i}`, [cluster.addr(i)], true]),
-  );
-});
+  test('a 2/1 partition: both sides remove the other, the minority loses quorum, and it heals', async (t) => {
+    const t0 = Date.now();
+    const since = mark();
+    cluster.link(3, false);
+    await waitMembers(1, [1, 2]);
+    await waitMembers(2, [1, 2]);
+    await waitMembers(3, [3]);
+    await waitQuorate(3, false);
+    for (const i of [1, 2]) assert.equal(events(cluster.current(i), 'quorum').at(-1)?.quorate, true);
+    t.diagnostic(`partition seen after ${Date.now() - t0} ms`);
+    await flow(1000);
+    cluster.link(3, true);
+    for (let i = 1; i <= N; i++) await waitMembers(i, [1, 2, 3], 45000);
+    await waitQuorate(3, true);
+    await flow(1000);
+    const r = await pauseAndCheck([1, 2, 3]);
+    t.diagnostic(`healed after ${Date.now() - t0} ms; sessions ${r.sessions}, delivered ${r.delivered}, dropped ${r.dropped}`);
+    // Both others left, then both joined, in the order CPG listed them in its changes.
+    assert.deepEqual(leaveJoinOrder(3, since), cpgOrder(3, since));
+    assert.deepEqual(leaveJoinOrder(3, since).map((x) => x[0]), ['-', '-', '+', '+']);
+    for (const i of [1, 2]) assert.deepEqual(leaveJoinOrder(i, since), ['-3', '+3']);
+    for (const i of [1, 2]) assert.deepEqual(leaveJoinOrder(i, since), cpgOrder(i, since));
+  });
+
+  test('lowcomms status --corosync reads the node list from the running corosync', async () => {
+    const main = path.join(__dirname, '..', '..', 'cli', 'main.ts');
+    const run = (ns: string) =>
+      new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+        const p = spawn('ip', ['netns', 'exec', ns, ...nodeEnv, process.execPath, '--import', 'tsx', main, 'status', '--corosync', '--json', '--port', String(cluster.port)], { env: toolEnv });
+        let stdout = '';
+        let stderr = '';
+        p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        p.on('exit', (status) => resolve({ status, stdout, stderr }));
+      });
+    const r = await run(cluster.ns(2));
+    assert.equal(r.status, transport === 'tcp' ? 0 : 1, r.stdout + r.stderr);
+    const rep = JSON.parse(r.stdout) as { config: string; nodes: Array<{ nodeid: number; name?: string; reachable: boolean; addrs: Array<{ addr: string }> }> };
+    assert.match(rep.config, /corosync cluster 'lowcomms-test' \(cmap\), this node 2/);
+    // status probes the port with a TCP connect (cli/status.ts): services on SCTP have no
+    // TCP listener, and it must say they refuse rather than claim them reachable.
+    const reachable = transport === 'tcp';
+    assert.deepEqual(
+      rep.nodes.map((n) => [n.nodeid, n.name, n.addrs.map((a) => a.addr), n.reachable]),
+      [1, 2, 3].map((i) => [i, `n${i}`, [cluster.addr(i)], reachable]),
+    );
+  });
+}
+
+for (const transport of testTransports()) describe(`membership over ${transport}`, () => suite(transport));

@@ -11,6 +11,8 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { TransportName } from '../../lib';
+import { loadModules } from './guest';
 
 const nodeScript = path.join(__dirname, 'membership-node.ts');
 const root = path.resolve(__dirname, '..', '..');
@@ -59,7 +61,11 @@ export class CorosyncCluster {
   private closed = false;
   private readonly onExit = () => this.teardownSync();
 
-  constructor(readonly n: number) {
+  /** `transport`: what the lowcomms services speak (corosync itself always uses knet over UDP). */
+  constructor(
+    readonly n: number,
+    readonly transport: TransportName,
+  ) {
     process.on('exit', this.onExit);
   }
 
@@ -73,6 +79,8 @@ export class CorosyncCluster {
   /** Namespaces, bridge, veths and one corosync.conf per node. */
   setup(): void {
     const br = this.bridgeNs;
+    // The guest's kernel has the bridge as a module; on a host it is there or built in.
+    if (process.env.LOWCOMMS_UML === '1') loadModules(['bridge']);
     shQuiet('ip', 'netns', 'del', br);
     sh('ip', 'netns', 'add', br);
     sh('ip', '-n', br, 'link', 'set', 'lo', 'up');
@@ -147,7 +155,7 @@ export class CorosyncCluster {
     const err = fs.openSync(path.join(this.dir, `n${i}-run${runs.length - 1}.stderr`), 'a');
     const proc = spawn(
       'ip',
-      ['netns', 'exec', this.ns(i), ...nodeEnv, process.execPath, '--import', 'tsx', nodeScript, String(i), this.group, String(this.port), log],
+      ['netns', 'exec', this.ns(i), ...nodeEnv, process.execPath, '--import', 'tsx', nodeScript, String(i), this.group, String(this.port), log, this.transport],
       { stdio: ['pipe', 'pipe', err], cwd: root, env: toolEnv },
     );
     fs.closeSync(err);

@@ -1,7 +1,7 @@
 /**
  * One lowcomms node that follows corosync (CorosyncMembership), for test/corosync. Run
  * inside a corosync node's network namespace:
- *   node --import tsx membership-node.ts NODEID GROUP PORT LOG
+ *   node --import tsx membership-node.ts NODEID GROUP PORT LOG TRANSPORT
  * It sends a tagged message ("from:gen:epoch:seq") to every member every 10 ms; the
  * epoch of a destination is the number of times it joined (a new session each time).
  * Everything it sees goes to LOG, one JSON object per line, written synchronously so
@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import readline from 'node:readline';
 import { CorosyncMembership, Lowcomms, corosyncNodeTable } from '../../lib';
 
-const [nodeidArg, group, portArg, logPath] = process.argv.slice(2);
+const [nodeidArg, group, portArg, logPath, transportArg] = process.argv.slice(2);
 const nodeid = Number(nodeidArg);
 const gen = randomBytes(4).toString('hex');
 const log = (o: Record<string, unknown>) => fs.appendFileSync(logPath!, JSON.stringify(o) + '\n');
@@ -22,7 +22,8 @@ const log = (o: Record<string, unknown>) => fs.appendFileSync(logPath!, JSON.str
 async function main(): Promise<void> {
   const { nodeid: local, nodes } = await corosyncNodeTable({ resolve: false });
   if (local !== nodeid) throw new Error(`corosync says this is node ${local}, not ${nodeid}`);
-  const comms = new Lowcomms({ nodeid, nodes, port: Number(portArg), connectRetryMaxMs: 200, tcpUserTimeoutMs: 3000 });
+  if (transportArg !== 'tcp' && transportArg !== 'sctp') throw new Error(`transport ${transportArg}: tcp or sctp`);
+  const comms = new Lowcomms({ nodeid, nodes, transport: transportArg, port: Number(portArg), connectRetryMaxMs: 200, tcpUserTimeoutMs: 3000 });
   const epoch = new Map<number, number>();
   const seq = new Map<number, number>();
   const ended = new Map<number, number>();
