@@ -10,6 +10,9 @@
  *   back, NODELAY on both sides;
  * - c-pingpong: the same between two C processes with blocking read/write
  *   (cli/pingpong.c, compiled on the spot like rawtcp).
+ * - c-pingpong-epoll / c-pingpong-rxthread: the same in epoll, the socket waking the thread
+ *   that answers, or a receive thread handing each message over through an eventfd
+ *   (cli/rxthread.c): what the design's receive thread alone adds to a round trip.
  */
 import { execFileSync, fork, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -111,9 +114,10 @@ function compileC(packageRoot: string, name: string): string | null {
 
 export const rawtcpPath = (packageRoot: string): string | null => compileC(packageRoot, 'rawtcp');
 export const pingpongPath = (packageRoot: string): string | null => compileC(packageRoot, 'pingpong');
+export const rxthreadPath = (packageRoot: string): string | null => compileC(packageRoot, 'rxthread');
 
 export interface PingBaselineResult {
-  name: 'net-pingpong' | 'c-pingpong';
+  name: 'net-pingpong' | 'c-pingpong' | 'c-pingpong-epoll' | 'c-pingpong-rxthread';
   size: number;
   count: number;
   rttP50Us: number;
@@ -142,6 +146,19 @@ function runC(binary: string, size: number, count: number, line: RegExp): Promis
 export async function cPingpong(binary: string, size: number, count: number): Promise<PingBaselineResult> {
   const m = await runC(binary, size, count, /p50=([\d.]+) p99=([\d.]+)/);
   return { name: 'c-pingpong', size, count, rttP50Us: Number(m[1]), rttP99Us: Number(m[2]) };
+}
+
+/**
+ * Two C processes in epoll, once woken by the socket itself and once through a receive
+ * thread and an eventfd (cli/rxthread.c): the difference is what the design's receive
+ * thread costs a round trip.
+ */
+export async function cRxthread(binary: string, size: number, count: number): Promise<[PingBaselineResult, PingBaselineResult]> {
+  const m = await runC(binary, size, count, /direct p50 ([\d.]+) p99 ([\d.]+)\nhop p50 ([\d.]+) p99 ([\d.]+)/);
+  return [
+    { name: 'c-pingpong-epoll', size, count, rttP50Us: Number(m[1]), rttP99Us: Number(m[2]) },
+    { name: 'c-pingpong-rxthread', size, count, rttP50Us: Number(m[3]), rttP99Us: Number(m[4]) },
+  ];
 }
 
 /** The echo side of net-pingpong, in its own process: every whole frame goes straight back. */

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { OPTION_DEFAULTS, sctpAvailable, type LowcommsOptions, type RecordProtection, type TransportName } from '../lib';
-import { cPingpong, netbenchConcat, netPingpong, pingpongPath, rawtcp, rawtcpPath, type BaselineResult } from './baselines';
+import { cPingpong, cRxthread, netbenchConcat, netPingpong, pingpongPath, rawtcp, rawtcpPath, rxthreadPath, type BaselineResult } from './baselines';
 import type { NodeRequest, PingReport, SinkReport, StreamReport } from './bench-node';
 
 export type Batching = 'default' | 'immediate';
@@ -68,8 +68,8 @@ export interface BenchRun {
 }
 
 export interface BenchBaseline {
-  /** Throughput: netbench-concat, rawtcp. Round trip: net-pingpong, c-pingpong. */
-  name: 'netbench-concat' | 'rawtcp' | 'net-pingpong' | 'c-pingpong';
+  /** Throughput: netbench-concat, rawtcp. Round trip: net-pingpong, c-pingpong, c-pingpong-epoll, c-pingpong-rxthread. */
+  name: 'netbench-concat' | 'rawtcp' | 'net-pingpong' | 'c-pingpong' | 'c-pingpong-epoll' | 'c-pingpong-rxthread';
   /** Frame size on the wire (the 4072-byte DLM message is compared with a 4096-byte frame). */
   size: number;
   msgsPerSec?: number;
@@ -334,6 +334,7 @@ async function runBaselines(
   const root = packageRoot();
   const bin = rawtcpPath(root);
   const pp = pingpongPath(root);
+  const rx = rxthreadPath(root);
   const one = { kernel, repeats: 1, spread: {} };
   for (const appSize of o.sizes) {
     // As many messages as lowcomms moved in its run, within reason.
@@ -356,6 +357,10 @@ async function runBaselines(
       progress.step(`baseline c-pingpong ${size} B`);
       const cp = await cPingpong(pp, size, o.pings);
       out.push({ name: cp.name, size, rttP50Us: cp.rttP50Us, rttP99Us: cp.rttP99Us, ...one });
+    }
+    if (rx) {
+      progress.step(`baseline c-pingpong-rxthread ${size} B`);
+      for (const b of await cRxthread(rx, size, o.pings)) out.push({ name: b.name, size, rttP50Us: b.rttP50Us, rttP99Us: b.rttP99Us, ...one });
     }
   }
   return out;
@@ -432,7 +437,9 @@ export async function runBench(o: BenchOptions, progress: Progress, main: string
       figures: `median of ${o.repeat} repeat(s), each of every run and baseline in turn; spread = min..max`,
       pingpong:
         'lowcomms: send()+flush() of one message, awaiting the echo from node 2 (a JS handler); ' +
-        'net-pingpong: node:net client here, echo server in a child process; c-pingpong: two C processes, blocking read/write; all TCP NODELAY on loopback',
+        'net-pingpong: node:net client here, echo server in a child process; c-pingpong: two C processes, blocking read/write; ' +
+        'c-pingpong-epoll / -rxthread: two C processes in epoll, the socket waking the answering thread or a receive thread handing over through an eventfd; ' +
+        'floor/net: (net-pingpong + rxthread - epoll) / net-pingpong, the rtt/net of a design with a receive thread whose JS side costs what node:net\'s does; all TCP NODELAY on loopback',
       sctp: SCTP_SETTINGS,
       batching: {
         default: "library default: flush 'immediate' after each tick's send() run (staged, coalesced)",

@@ -24,6 +24,18 @@ const rttRatio = (r: BenchResult, name: BenchBaseline['name'], run: BenchRun) =>
   return b ? `${(run.rttP50Us / b).toFixed(2)}x` : '-';
 };
 
+/**
+ * The rtt/net of a design with a receive thread whose JS side costs what node:net's does:
+ * node:net's round trip plus what a receive thread adds to a C one (c-pingpong-rxthread -
+ * c-pingpong-epoll), all from this run, over node:net's.
+ */
+const floorRatio = (r: BenchResult, run: BenchRun) => {
+  const net = baselineOf(r, 'net-pingpong', run, 'rttP50Us');
+  const hop = baselineOf(r, 'c-pingpong-rxthread', run, 'rttP50Us');
+  const direct = baselineOf(r, 'c-pingpong-epoll', run, 'rttP50Us');
+  return net && hop !== undefined && direct !== undefined ? `${((net + hop - direct) / net).toFixed(2)}x` : '-';
+};
+
 function tcpTwin(r: BenchResult, run: BenchRun): BenchRun | undefined {
   return r.runs.find(
     (x) => x.transport === 'tcp' && x.kernel === run.kernel && x.size === run.size && x.batching === run.batching && x.records === run.records,
@@ -54,6 +66,7 @@ export function renderTable(r: BenchResult): string {
     'vs rawtcp',
     'rtt/net',
     'rtt/C',
+    'floor/net',
     'sctp/tcp',
     'verified',
   ];
@@ -76,6 +89,7 @@ export function renderTable(r: BenchResult): string {
       ratio(run.msgsPerSec, baselineOf(r, 'rawtcp', run)),
       rttRatio(r, 'net-pingpong', run),
       rttRatio(r, 'c-pingpong', run),
+      floorRatio(r, run),
       twin ? ratio(run.msgsPerSec, twin.msgsPerSec) : '',
       run.verified ? 'yes' : `NO: ${run.error ?? ''}`,
     ]);
@@ -94,7 +108,7 @@ export function renderTable(r: BenchResult): string {
       x.repeats ?? 1,
     ]);
   const reps = r.runs[0]?.repeats ?? 1;
-  const note = `Every figure is the median of ${reps} repeat(s) in this run, [min-max] their spread; rtt/net and rtt/C: lowcomms' ping-pong p50 over node:net's and C's, same size, same run (above 1 = slower).`;
+  const note = `Every figure is the median of ${reps} repeat(s) in this run, [min-max] their spread; rtt/net and rtt/C: lowcomms' ping-pong p50 over node:net's and C's, same size, same run (above 1 = slower); floor/net: the rtt/net of a design whose receive thread hands messages to the JS thread, if its JS side cost what node:net's does: node:net's p50 plus what such a thread adds to a C ping-pong (c-pingpong-rxthread - c-pingpong-epoll) in this run.`;
   return `${table(head, rows)}\n${r.baselines.length ? table(baseHead, baseRows) : ''}\n${note}`;
 }
 

@@ -1,16 +1,18 @@
-// What the design card's receive thread costs a round trip, with no JS and no lowcomms
-// code at all. Two processes ping-pong SIZE-byte messages over TCP loopback, in one of
-// two shapes:
-//   direct: one thread per process; it sleeps in epoll_wait on the socket, reads the
-//           message and writes the reply (what node:net's event loop does);
-//   hop:    the card's shape: a receive thread sleeps in epoll_wait on the socket, reads
+// The bench's c-pingpong-epoll and c-pingpong-rxthread baselines: what a receive thread
+// (the design's, lowcomms' own) costs a round trip with no JS and no lowcomms code at all.
+// Two processes ping-pong SIZE-byte messages over TCP loopback, in one of two shapes:
+//   direct (c-pingpong-epoll): one thread per process sleeps in epoll_wait on the socket,
+//           reads the message and writes the reply (what node:net's event loop does);
+//   hop (c-pingpong-rxthread): a receive thread sleeps in epoll_wait on the socket, reads
 //           the message and hands it over through an eventfd to the main thread, which
-//           sleeps in epoll_wait on that eventfd and writes the reply on the socket
-//           itself (lowcomms' direct write: no send-thread hop).
-// The difference between the two p50s is the floor the receive thread adds to any round
-// trip built on it. The modes alternate ROUNDS times so that both see the same machine.
-//   cc -O2 -pthread -o /tmp/rtt-floor scripts/perf/rtt-floor.c && /tmp/rtt-floor 64 5000 3
-// Prints one line per run: "<mode> p50 <us> p99 <us>".
+//           sleeps in epoll_wait on that eventfd and writes the reply on the socket itself
+//           (as lowcomms' direct write does: no send-thread hop).
+// hop - direct is what the receive thread adds to a round trip; node:net's p50 plus that
+// is where a design with that thread lands from JS if its JS side costs what node:net's
+// does (cli/report.ts, floor/net).
+// The two shapes alternate ROUNDS times (default 1) so that both see the same machine.
+//   cc -O2 -pthread -o /tmp/rxthread cli/rxthread.c && /tmp/rxthread 64 5000 3
+// Prints one line per run: "<direct|hop> p50 <us> p99 <us>".
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -54,7 +56,7 @@ static void wait_readable(int ep) {
     const int n = epoll_wait(ep, &ev, 1, 10000);
     if (n == 1) return;
     if (n == 0) {
-      fprintf(stderr, "rtt-floor: no message for 10 s\n");
+      fprintf(stderr, "rxthread: no message for 10 s\n");
       exit(1);
     }
   }
@@ -197,9 +199,9 @@ static void run(int hop) {
 int main(int argc, char** argv) {
   size = argc > 1 ? strtoul(argv[1], NULL, 10) : 64;
   count = argc > 2 ? atol(argv[2]) : 5000;
-  const long rounds = argc > 3 ? atol(argv[3]) : 3;
+  const long rounds = argc > 3 ? atol(argv[3]) : 1;
   if (size < 1 || size > kMaxSize || count < 100 || count > 10000000 || rounds < 1 || rounds > 100) {
-    fprintf(stderr, "usage: rtt-floor [size 1..4096] [count 100..1e7] [rounds 1..100]\n");
+    fprintf(stderr, "usage: rxthread [size 1..4096] [count 100..1e7] [rounds 1..100]\n");
     return 2;
   }
   for (long r = 0; r < rounds; r++) {
