@@ -28,6 +28,9 @@ test('bench --quick (TCP) writes verified runs and baselines in the JSON schema,
     assert.equal(r.status, 0, r.stderr + r.stdout);
     assert.match(r.stdout, /vs netbench/);
     assert.match(r.stdout, /rtt\/net/);
+    // floor/net: node:net plus what a receive thread costs, from this run's baselines.
+    assert.match(r.stdout, /floor\/net/);
+    assert.match(r.stdout, /│ \d+\.\d\dx +│ +│ yes/);
     assert.match(r.stdout, /median of 2 repeat/);
     const res = JSON.parse(fs.readFileSync(json, 'utf8')) as {
       host: object;
@@ -50,7 +53,7 @@ test('bench --quick (TCP) writes verified runs and baselines in the JSON schema,
     }
     assert.ok(res.baselines.some((b) => b.name === 'netbench-concat'));
     // The round-trip baselines of the same run, at both sizes (4072 is compared with a 4096-byte frame).
-    for (const name of ['net-pingpong', 'c-pingpong'])
+    for (const name of ['net-pingpong', 'c-pingpong', 'c-pingpong-epoll', 'c-pingpong-rxthread'])
       for (const size of [64, 4096]) {
         const b = res.baselines.find((x) => x.name === name && x.size === size);
         assert.ok(b, `${name} ${size} B measured`);
