@@ -238,6 +238,9 @@ export interface LowcommsEvents {
 type MessageHandler = (msg: DlmMessage) => void;
 type BatchHandler = (batch: MessageBatch) => void;
 
+/** The largest body send() takes with { lockspace, cmd, body }: the header is added to it. */
+const MAX_BODY = DLM_MAX_APP_BUFSIZE - DLM_HEADER_LEN;
+
 const AUTH_LABEL = 'lowcomms-auth-v2';
 /** HKDF info label of the session keys (docs/protocol.md). */
 const RECORD_LABEL = 'lowcomms-record-v1';
@@ -271,6 +274,9 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
   /** The key's bytes, once start() has them (a passphrase is stretched there). */
   private authKey: Buffer | undefined;
   private readonly kernelMinimums: boolean;
+  /** The last nodeid send() found in the table (and not ourselves), at this table revision. */
+  private checkedDest = -1;
+  private checkedDestRevision = -1;
   /** SCTP path states from 'path' events, by "nodeid address". */
   private readonly paths = new Map<string, PathStats>();
 
@@ -394,10 +400,24 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
    */
   send(nodeid: number, msg: OutgoingMessage): boolean {
     const sender = this.sender;
-    if (!sender || this.state !== 'running')
+    if (sender === undefined || this.state !== 'running')
       throw new StateError(`send() before start() or after close() (state '${this.state}')`);
-    if (nodeid === this.nodeid) throw new ConfigError('cannot send to our own nodeid');
-    if (!this.nodes.has(nodeid)) throw new UnknownNodeError(nodeid);
+    // Streams go to one node at a time: its check is remembered until the table changes.
+    if (nodeid !== this.checkedDest || this.nodes.revision !== this.checkedDestRevision) this.checkDest(nodeid);
+    // The common shape, checked in place (no CheckedMessage built per message): the same
+    // rules as checkOutgoing, which handles every other shape and every error.
+    if (typeof msg === 'object' && msg !== null && !(msg instanceof Uint8Array)) {
+      const { lockspace, cmd, body } = msg as { lockspace?: unknown; cmd?: unknown; body?: unknown };
+      if (
+        body instanceof Uint8Array &&
+        typeof lockspace === 'number' &&
+        lockspace >>> 0 === lockspace &&
+        (cmd === DLM_MSG || cmd === DLM_RCOM) &&
+        body.length <= MAX_BODY &&
+        !this.kernelMinimums
+      )
+        return sender.stage(nodeid, lockspace, cmd, body, false);
+    }
     const m = checkOutgoing(msg);
     if (m.raw) {
       const raw = m.body;
@@ -415,6 +435,14 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       throw new MessageSizeError(DLM_HEADER_LEN + body.length, DLM_MAX_APP_BUFSIZE);
     if (this.kernelMinimums) checkKernelMinimum(m.cmd, DLM_HEADER_LEN + body.length);
     return sender.stage(nodeid, m.lockspace, m.cmd, body, false);
+  }
+
+  /** send()'s destination checks; remembers a node that passed them. */
+  private checkDest(nodeid: number): void {
+    if (nodeid === this.nodeid) throw new ConfigError('cannot send to our own nodeid');
+    if (!this.nodes.has(nodeid)) throw new UnknownNodeError(nodeid);
+    this.checkedDest = nodeid;
+    this.checkedDestRevision = this.nodes.revision;
   }
 
   /**

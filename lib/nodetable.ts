@@ -248,6 +248,7 @@ export class NodeTable implements Iterable<Readonly<NodeConfig>> {
   /** Canonical address -> nodeid: the reverse index behind nodeidOf(). */
   private readonly byAddr = new Map<string, number>();
   private fam: 4 | 6 | undefined;
+  private changes = 0;
 
   /**
    * @param nodes initial nodes, each added with add()
@@ -361,6 +362,7 @@ export class NodeTable implements Iterable<Readonly<NodeConfig>> {
     this.byId.set(nodeid, frozen);
     for (const a of addrs) this.byAddr.set(a, nodeid);
     this.fam = fam;
+    this.changes++;
     return frozen;
   }
 
@@ -374,6 +376,7 @@ export class NodeTable implements Iterable<Readonly<NodeConfig>> {
     for (const a of n.addrs) this.byAddr.delete(a);
     this.byId.delete(nodeid);
     if (this.byId.size === 0) this.fam = undefined;
+    this.changes++;
     return true;
   }
 
@@ -390,6 +393,14 @@ export class NodeTable implements Iterable<Readonly<NodeConfig>> {
     const n = this.byId.get(nodeid);
     if (!n) throw new UnknownNodeError(nodeid);
     return n;
+  }
+
+  /**
+   * Counts every add() and remove(): a caller that remembers "nodeid N is in the table"
+   * (Lowcomms.send() does, to skip a Map lookup per message) knows when to look again.
+   */
+  get revision(): number {
+    return this.changes;
   }
 
   /** Whether a node with this nodeid is in the table. */

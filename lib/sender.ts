@@ -44,13 +44,8 @@ export class Sender {
    * Returns false when the node is over its limit (nothing staged).
    */
   stage(nodeid: number, lockspace: number, cmd: number, body: Uint8Array, raw: boolean): boolean {
-    let st = nodeid === this.lastNodeid ? this.lastState : this.nodes.get(nodeid);
-    if (st === undefined) {
-      st = { estimate: 0, staged: 0 };
-      this.nodes.set(nodeid, st);
-    }
-    this.lastNodeid = nodeid;
-    this.lastState = st;
+    let st = this.lastState;
+    if (nodeid !== this.lastNodeid || st === undefined) st = this.switchTo(nodeid);
     const n = body.length;
     const wire = (raw ? n : DLM_HEADER_LEN + n) + DLM_OPTS_LEN; // upper bound on the wire
     if (st.estimate + wire > this.maxNodeBytes) {
@@ -83,6 +78,18 @@ export class Sender {
       queueMicrotask(this.flushBound);
     }
     return true;
+  }
+
+  /** The state of a node other than the last one staged for, made the last one. */
+  private switchTo(nodeid: number): NodeSendState {
+    let st = this.nodes.get(nodeid);
+    if (st === undefined) {
+      st = { estimate: 0, staged: 0 };
+      this.nodes.set(nodeid, st);
+    }
+    this.lastNodeid = nodeid;
+    this.lastState = st;
+    return st;
   }
 
   /** Moves everything staged into the native write queues. */

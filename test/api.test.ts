@@ -13,6 +13,7 @@ import {
   Lowcomms,
   MessageError,
   MessageSizeError,
+  NodeTable,
   SctpUnavailableError,
   StateError,
   UnknownNodeError,
@@ -191,6 +192,18 @@ describe('node table changes while running', () => {
     assert.equal(dropped[0], 10);
     assert.throws(() => n1.send(2, { body: 'x' }), UnknownNodeError);
     assert.throws(() => n1.removeNode(1), ConfigError);
+  });
+
+  test('a NodeTable changed behind our back: send() sees the removal at once', async (t) => {
+    const table = new NodeTable(nodeList(3));
+    const a = new Lowcomms({ nodeid: 1, nodes: table, port: testPort() });
+    t.after(() => a.close({ flush: false }));
+    await a.start();
+    assert.equal(a.send(2, { lockspace: 1, cmd: 1, body: Buffer.from('queued') }), true);
+    table.remove(2);
+    assert.throws(() => a.send(2, { lockspace: 1, cmd: 1, body: Buffer.from('x') }), UnknownNodeError);
+    assert.equal(a.send(3, { lockspace: 1, cmd: 1, body: Buffer.from('x') }), true);
+    assert.throws(() => a.send(1, { lockspace: 1, cmd: 1, body: Buffer.from('x') }), ConfigError);
   });
 });
 

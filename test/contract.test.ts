@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { ConfigError, Lowcomms, MessageError, type DlmMessage } from '../lib';
+import { ConfigError, Lowcomms, MessageError, MessageSizeError, type DlmMessage } from '../lib';
 import { nodeList, startCluster, until } from './helpers/cluster';
 import { testPort } from './helpers/transports';
 
@@ -53,6 +53,36 @@ describe('send() input', () => {
     assert.equal(got[0]!.lockspace, 7);
     assert.deepEqual([...got[0]!.body], [0x34, 0x12, 0x78, 0x56]);
     assert.deepEqual(Buffer.from(got[1]!.body), Buffer.from(f64.buffer));
+  });
+});
+
+describe('send() input: { lockspace, cmd, body } with bytes (the path checked in place)', () => {
+  test('the same rules as every other shape: bad fields refused, good ones sent as given', async (t) => {
+    const cl = await startCluster(t, { n: 2, transport: 'tcp' });
+    const got: DlmMessage[] = [];
+    cl.get(2).onMessage((m) => got.push({ ...m, body: Buffer.from(m.body) }));
+    const n1 = cl.get(1);
+    const body = Buffer.from('0123456789abcdef0123456789abcdef0123456789'); // 42 bytes
+    for (const ls of ['7', NaN, -1, 2 ** 32, 1.5, -0.5, Infinity, null, 2n])
+      assert.throws(() => n1.send(2, { lockspace: ls as never, cmd: 1, body }), isMessageError(/lockspace must be/), `lockspace ${String(ls)}`);
+    for (const cmd of ['1', NaN, -1, 256, 1.5, null])
+      assert.throws(() => n1.send(2, { lockspace: 1, cmd: cmd as never, body }), isMessageError(/cmd must be/), `cmd ${String(cmd)}`);
+    for (const cmd of [0, 3, 4, 5, 255])
+      assert.throws(() => n1.send(2, { lockspace: 1, cmd, body }), isMessageError(/only DLM_MSG \(1\) and DLM_RCOM \(2\)/), `cmd ${cmd}`);
+    assert.throws(
+      () => n1.send(2, { lockspace: 1, cmd: 1, body: Buffer.alloc(4072 - 16 + 1) }),
+      (e: unknown) => e instanceof MessageSizeError,
+    );
+    assert.equal(n1.send(2, { lockspace: 0, cmd: 1, body }), true);
+    assert.equal(n1.send(2, { lockspace: 2 ** 32 - 1, cmd: 2, body }), true);
+    assert.equal(n1.send(2, { lockspace: 5, cmd: 1, body: Buffer.alloc(4072 - 16, 7) }), true);
+    assert.equal(n1.send(2, { lockspace: 6, cmd: 1, body: new Uint8Array(0) }), true);
+    await until(() => got.length === 4, 5000, 'four messages');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(got.length, 4, 'nothing else was sent');
+    assert.deepEqual(got.map((m) => [m.lockspace, m.cmd, m.body.length]), [[0, 1, 42], [2 ** 32 - 1, 2, 42], [5, 1, 4056], [6, 1, 0]]);
+    assert.deepEqual(got[0]!.body, body);
+    assert.ok(got[2]!.body.every((b) => b === 7));
   });
 });
 

@@ -107,6 +107,7 @@ size_t WriteQueue::ack(uint32_t upto, bool* fin_acked) {
     unacked_.pop_front();
     count++;
   }
+  unacked_.shrink_if_empty();
   trim();
   return count;
 }
