@@ -1,6 +1,6 @@
 // The lowcomms handshake on the receive thread (auth.h): HELLO both ways, PROOF with a
 // cluster key, and what follows from the peer's incarnation. TCP runs it per socket,
-// SCTP per association (transport_sctp.cc frames those messages); both end here, in
+// SCTP per association (transport_sctp_auth.cc carries those messages); both end here, in
 // peer_identified(), before a single DLM frame of the connection is read or sent.
 #include <sys/socket.h>
 #include <cstring>

@@ -1,8 +1,8 @@
 // One lowcomms instance (the engine): the node table of connections, the send thread
 // (connect, reconnect, flush write queues) and the receive thread (read, split,
 // midcomms, batched hand-off). What differs between TCP and SCTP is behind one
-// Transport (transport.h; transport_tcp.{h,cc}, transport_sctp.{h,cc}), made by
-// make_transport() at construction. Method bodies are spread over files by job:
+// Transport (transport.h; transport_tcp.*, transport_sctp.*, transport_sctp_auth.cc),
+// made by make_transport() at construction. Method bodies are spread over files by job:
 // lowcomms.cc (API, JS thread), threads_tx.cc (send thread), threads_rx.cc (receive
 // thread), handshake.cc (the handshake, receive thread), tx_direct.cc (JS thread).
 #pragma once

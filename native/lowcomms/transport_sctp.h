@@ -17,7 +17,9 @@
 #include "lowcomms/transport.h"
 #include "util/unique_fd.h"
 
-struct sctp_paddr_change;  // <linux/sctp.h>, which wants to come after the libc headers
+// <linux/sctp.h>, which wants to come after the libc headers.
+struct sctp_paddr_change;
+struct sctp_sndinfo;
 
 namespace lowcomms {
 
@@ -78,6 +80,10 @@ class SctpTransport final : public Transport {
   void retry() override;
 
  private:
+  // PPID of the handshake's messages (DLM data carries the sender's nodeid).
+  static constexpr uint32_t kAuthPpid = 0x4c434131;  // "LCA1"
+  // Attaches one SCTP_SNDINFO cmsg (association, flags, ppid) to a message.
+  static void attach_sndinfo(msghdr& mh, char* cbuf, size_t cbuf_len, const sctp_sndinfo& si);
   static SctpLink& link(Connection& c) { return static_cast<SctpLink&>(*c.link); }
   static const SctpLink& link(const Connection& c) { return static_cast<const SctpLink&>(*c.link); }
   // The association DLM data goes on. To a lowcomms peer only a proven one: a new
@@ -136,6 +142,7 @@ class SctpTransport final : public Transport {
   void forget_aborted(int32_t assoc_id);
   // Forgets an association: its node, its epoch, its handshake.
   void forget_assoc(int32_t assoc_id);
+  // The handshake per association (transport_sctp_auth.cc).
   void auth_start(const ConnPtr& c, int32_t assoc_id);
   void auth_message(const ConnPtr& c, int32_t assoc_id, const uint8_t* data, size_t len);
   void auth_failed(const ConnPtr& c, int32_t assoc_id, const char* why);
