@@ -46,11 +46,8 @@ void Lowcomms::tx_main() {
       const uint64_t key = evs[i].data.u64;
       if (key == kWakeKey) {
         tx_wake_.drain();
-      } else if (key == kSctpKey) {
-        for (auto& c : all_connections()) {
-          c->writable = true;
-          work.push_back(c);
-        }
+      } else if (transport_->tx_event(key, work)) {
+        // the transport's own key (SCTP: its socket writable)
       } else if (ConnPtr c = find(uint32_t(key))) {
         c->writable = true;
         work.push_back(c);

@@ -50,6 +50,12 @@ class Transport {
   virtual bool direct_write() const { return false; }
   virtual TxRound write_round(const ConnPtr&, int*) { return TxRound::kEmpty; }
 
+  // --- send thread (threads_tx.cc), tx_main ---
+  // An event on a key the transport registered in the send thread's epoll other than a
+  // nodeid (SCTP: kSctpKey, its one socket writable again for every association): marks
+  // the connections that may write now and adds them to `work`. False: not its key.
+  virtual bool tx_event(uint64_t /*key*/, std::vector<ConnPtr>& /*work*/) { return false; }
+
   // --- send thread (threads_tx.cc), every call under c->tx_mu ---
   // Starts connecting to the node (its addresses in turn, by c->addr_idx); false with
   // *err when it failed at once (the engine backs off and retries).

@@ -573,6 +573,16 @@ void SctpTransport::connect_progress(const ConnPtr& c, int64_t now) {
   }
 }
 
+bool SctpTransport::tx_event(uint64_t key, std::vector<ConnPtr>& work) {
+  if (key != kSctpKey) return false;
+  // One socket for every association: each node may have been waiting for it.
+  for (auto& c : e_.all_connections()) {
+    c->writable = true;
+    work.push_back(c);
+  }
+  return true;
+}
+
 bool SctpTransport::sendable(Connection& c) {
   const int32_t a = send_assoc(c);
   if (a == 0 || !c.handshake || !e_.cfg_.auth) return a != 0;

@@ -62,6 +62,7 @@ class SctpTransport final : public Transport {
   void close() override { fd_.reset(); }
   bool link_up(const Connection& c) const override { return link(c).assoc_up.load(); }
 
+  bool tx_event(uint64_t key, std::vector<ConnPtr>& work) override;
   bool connect(const ConnPtr& c, int* err) override;
   void connect_begun(const ConnPtr& c, int64_t now) override;
   void connect_progress(const ConnPtr& c, int64_t now) override;
