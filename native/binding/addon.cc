@@ -128,7 +128,7 @@ Napi::Object need_obj(const Napi::Object& o, const char* key) {
 Config parse_config(const Napi::Object& o) {
   Config c;
   c.local_nodeid = need_u32(o, "", "nodeid");
-  c.transport = need_str(o, "", "transport") == "sctp" ? Transport::kSctp : Transport::kTcp;
+  c.transport = need_str(o, "", "transport") == "sctp" ? TransportKind::kSctp : TransportKind::kTcp;
   c.port = uint16_t(need_u32(o, "", "port"));
   if (o.Get("mark").IsNumber()) {  // the one optional key: no SO_MARK unless given
     c.has_mark = true;

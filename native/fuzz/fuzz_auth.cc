@@ -24,7 +24,7 @@
 //  - after kDone the bytes left over are exactly the stream after the handshake (what the
 //    receive loop then parses as DLM), and until then at most kMaxPreAuthBytes are held
 //    (the loop's cap, modelled here).
-// The receive loop itself (Lowcomms::tcp_read, rx_auth) needs a socket and the engine;
+// The receive loop itself (TcpTransport::read_socket, rx_auth) needs a socket and the engine;
 // it is not isolated from transport_tcp.cc, so it is tested by test/net/auth.test.ts.
 #include <cstddef>
 #include <cstdint>

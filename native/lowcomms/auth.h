@@ -68,6 +68,23 @@ struct Session {
   void reset();
 };
 
+// The JS side's answer to an "auth" event (Lowcomms::auth_reply), for the receive thread:
+// the PROOF to send, the one expected from the peer, and the session keys.
+struct Reply {
+  uint64_t id;   // a Socket::id, or kLinkReply | a transport's own handshake id
+  uint8_t proof[kMacLen];
+  uint8_t expected[kMacLen];
+  uint8_t nonce[kNonceLen];  // the nonce of ours it answers: a stale reply is ignored
+  uint8_t tx_key[record::kKeyLen];
+  uint8_t rx_key[record::kKeyLen];
+};
+// Set in the id of a handshake a transport runs itself (SCTP: per association, the id
+// in the low 32 bits). Below 2^53, so that the id survives a JavaScript number.
+constexpr uint64_t kLinkReply = uint64_t(1) << 40;
+
+// Waiting for the peer's HELLO or PROOF (subject to kHandshakeTimeoutNs).
+inline bool pending(const Session& s) { return s.state == State::kAwaitHello || s.state == State::kAwaitProof; }
+
 enum class Bad : uint8_t { kNone, kNotHandshake, kWrongNode, kKeyMismatch, kModeMismatch };
 
 struct Step {

@@ -9,7 +9,7 @@
 
 namespace lowcomms {
 
-enum class Transport : uint8_t { kTcp, kSctp };
+enum class TransportKind : uint8_t { kTcp, kSctp };  // transport.cc makes the Transport
 
 struct FlushPolicy {
   // Immediate: the send thread flushes a node as soon as it is woken. Otherwise it
@@ -39,7 +39,7 @@ struct SctpTuning {
 
 struct Config {
   uint32_t local_nodeid = 0;
-  Transport transport = Transport::kTcp;
+  TransportKind transport = TransportKind::kTcp;
   uint16_t port = 0;
   bool has_mark = false;
   uint32_t mark = 0;

@@ -59,10 +59,15 @@ struct ConnCounters {
   std::atomic<uint64_t> bad_records{0};     // records that failed authentication (auth)
 };
 
-// SCTP with auth: one sealed message the socket has not taken yet (send thread).
+// With auth: one sealed record held apart from the queue (send thread; SCTP: one message).
 struct SealedMsg {
   std::unique_ptr<uint8_t[]> buf;
   size_t cap = 0, len = 0;
+};
+
+// A transport's own state of one connection (Transport::make_link()).
+struct LinkState {
+  virtual ~LinkState() = default;
 };
 
 struct Connection {
@@ -95,11 +100,6 @@ struct Connection {
   std::atomic<bool> tx_pending{false};  // queued on the send thread's ready list
   std::atomic<bool> removed{false};
   std::atomic<bool> sock_failed{false}; // the receive thread saw the outgoing socket die
-  std::atomic<int32_t> assoc_id{0};     // SCTP: the association, 0 when down
-  std::atomic<bool> assoc_up{false};
-  // SCTP: why the association went, for the disconnect event: 0 an orderly shutdown by
-  // the peer, else an errno; -1 not known. The send thread takes it.
-  std::atomic<int> assoc_down_err{-1};
 
   // Send-thread state, under tx_mu: the send thread holds it while it services the
   // connection, and the caller's thread holds it for a direct write (Lowcomms::tx_direct),
@@ -117,30 +117,10 @@ struct Connection {
   uint32_t retries = 0;
   size_t addr_idx = 0;
 
-  // Receive-thread state (SCTP): a message delivered in parts (no MSG_EOR yet); which
-  // association passed the authentication handshake.
-  std::vector<uint8_t> sctp_partial;
-  std::atomic<int32_t> sctp_authed_assoc{0};   // the association through its handshake, 0 if none (send thread reads)
-  // SCTP: the association DLM data goes on. To a lowcomms peer only a proven one: a new
-  // association (COMM_UP) takes over only once its handshake is done, so that a host
-  // that merely connects from a configured address cannot divert or stall our traffic.
-  int32_t send_assoc() const { return handshake ? sctp_authed_assoc.load() : assoc_id.load(); }
-  int32_t tx_assoc = 0;   // send thread: the association the queue was rewound for
-  // SCTP with auth: our session key for the association that passed its handshake, put
-  // here by the receive thread (keys_mu) and taken by the send thread when it rewinds for
-  // it; keys_gen counts handshakes, so that a re-keyed association is rewound again.
-  std::mutex keys_mu;
-  int32_t keys_assoc = 0;
-  uint8_t keys_tx[record::kKeyLen] = {};
-  std::atomic<uint32_t> keys_gen{0};
-  // Send thread: the sealer of tx_assoc, the keys_gen it came from, and messages sealed
-  // (counter spent) but not yet taken by the socket, which go first and unchanged.
-  std::unique_ptr<record::Cipher> sctp_sealer;
-  uint32_t sealer_gen = 0;
-  std::deque<SealedMsg> sctp_sealed;
-  std::vector<SealedMsg> sctp_spare;
   std::atomic<uint8_t> tamper{0};  // Lowcomms::Tamper, for the next sealed message (tests)
   SealedMsg tamper_held;           // reorder: a record held back to go after the next one
+  // What the transport keeps per connection (transport.h; SCTP: the association).
+  std::unique_ptr<LinkState> link;
 
   // Receive-thread state: frames dropped as duplicates or gaps, or acks going
   // backwards, with no delivery in between (a peer whose midcomms state is not ours).
@@ -153,5 +133,7 @@ struct Connection {
 
   ConnCounters ctr;
 };
+
+using ConnPtr = std::shared_ptr<Connection>;
 
 }  // namespace lowcomms

@@ -1,6 +1,6 @@
 // The lowcomms handshake on the receive thread (auth.h): HELLO both ways, PROOF with a
 // cluster key, and what follows from the peer's incarnation. TCP runs it per socket,
-// SCTP per association (transport_sctp.cc frames those messages); both end here, in
+// SCTP per association (transport_sctp_auth.cc carries those messages); both end here, in
 // peer_identified(), before a single DLM frame of the connection is read or sent.
 #include <sys/socket.h>
 #include <cstring>
@@ -189,8 +189,8 @@ void Lowcomms::rx_auth_reply(const AuthReply& r) {
   uint8_t proof[auth::kProofLen];
   std::memcpy(proof, auth::kProofMagic, 4);
   std::memcpy(proof + 4, r.proof, auth::kMacLen);
-  if (r.id & kSctpAuthReply) {
-    sctp_auth_reply(int32_t(uint32_t(r.id)), r, proof);
+  if (r.id & auth::kLinkReply) {
+    transport_->auth_reply(r, proof);
     return;
   }
   auto it = rx_socks_.find(r.id);
@@ -218,10 +218,7 @@ size_t Lowcomms::restart_session_locked(Connection& c, bool* drained) {
   const size_t dropped = c.wq.new_session(0, &renumbered);
   c.mc.renumbered(renumbered);
   // What was dropped frees room: a sender waiting for 'drain' must hear of it.
-  if (c.backpressured && c.wq.held_bytes() <= cfg_.max_node_bytes / 2) {
-    c.backpressured = false;
-    *drained = true;
-  }
+  *drained = drain_due_locked(c);
   return dropped;
 }
 
@@ -255,32 +252,16 @@ void Lowcomms::peer_identified(const ConnPtr& c, uint64_t incarnation, const Soc
 
 bool Lowcomms::rx_handshake_deadlines() {
   const int64_t now = now_ns();
-  auto pending = [](const auth::Session& a) {
-    return a.state == auth::State::kAwaitHello || a.state == auth::State::kAwaitProof;
-  };
   bool any = false;
   std::vector<std::shared_ptr<Socket>> late;
   for (auto& [id, s] : rx_socks_) {
-    if (!pending(s->auth)) continue;
+    if (!auth::pending(s->auth)) continue;
     if (now - s->auth.started_ns > auth::kHandshakeTimeoutNs) late.push_back(s);
     else any = true;
   }
   for (auto& s : late) rx_auth_failed(s, "no handshake within 5 s");
-  std::vector<int32_t> late_assocs;
-  for (auto& [id, sess] : sctp_sessions_) {
-    if (!pending(sess)) continue;
-    if (now - sess.started_ns > auth::kHandshakeTimeoutNs) late_assocs.push_back(id);
-    else any = true;
-  }
-  for (int32_t id : late_assocs) {
-    if (ConnPtr c = sctp_conn_of_assoc(id)) {
-      sctp_auth_failed(c, id, "no handshake within 5 s");
-    } else {
-      sctp_abort(id);
-      sctp_end_session(id);
-    }
-  }
-  return any;
+  // The transport's own handshakes (SCTP: per association).
+  return transport_->handshake_deadlines(now) || any;
 }
 
 void Lowcomms::rx_desync(Connection& c, uint64_t drops, uint64_t acks_backwards, bool delivered) {

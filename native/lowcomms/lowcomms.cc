@@ -12,7 +12,7 @@
 namespace lowcomms {
 
 Lowcomms::Lowcomms(Config cfg, std::shared_ptr<Sink> sink)
-    : cfg_(cfg), sink_(std::move(sink)), batch_(std::make_unique<Batch>()) {}
+    : cfg_(cfg), sink_(std::move(sink)), transport_(make_transport(*this, cfg_)), batch_(std::make_unique<Batch>()) {}
 
 Lowcomms::~Lowcomms() { stop(); }
 
@@ -83,6 +83,7 @@ void Lowcomms::add_node(uint32_t nodeid, std::vector<SockAddr> addrs, uint32_t m
     slot = c = std::make_shared<Connection>(nodeid, std::move(addrs), mark, cfg_.entry_bytes,
                                             cfg_.protocol31 ? PeerVersion::k31 : PeerVersion::kNotSet,
                                             !kernel && !cfg_.protocol31);
+    c->link = transport_->make_link();
   }
   if (running_ && nodeid != cfg_.local_nodeid) kick_tx(c);
 }
@@ -155,6 +156,12 @@ bool Lowcomms::tamper_records(uint32_t nodeid, Tamper what) {
 void Lowcomms::reset_locked(Connection& c) {
   c.mc.reset();
   c.wq.forget_unacked();
+}
+
+bool Lowcomms::drain_due_locked(Connection& c) {
+  if (!c.backpressured || c.wq.held_bytes() > cfg_.max_node_bytes / 2) return false;
+  c.backpressured = false;
+  return true;
 }
 
 size_t Lowcomms::drop_session_locked(Connection& c) {
@@ -376,8 +383,7 @@ std::vector<Lowcomms::NodeStats> Lowcomms::node_stats() {
     s.bad_records = k.bad_records;
     s.peer_incarnation = c->peer_incarnation;
     s.kernel = !c->handshake && !cfg_.protocol31;
-    s.connected = cfg_.transport == Transport::kSctp ? c->assoc_up.load()
-                                                     : c->tx_state == Connection::TxState::kConnected;
+    s.connected = transport_->link_up(*c);
     std::lock_guard lk(c->mu);
     s.queued_bytes = c->wq.unsent_bytes();
     s.held_bytes = c->wq.held_bytes();
@@ -402,10 +408,7 @@ void Lowcomms::start() {
                       0};
   local_ = self->addrs;
   for (auto& c : all_connections()) check_mark_allowed(c->nodeid, c->mark);
-  if (cfg_.transport == Transport::kTcp && local_.size() > 1)
-    throw EngineError{"CONFIG", "TCP can't handle multi-homed hosts, use SCTP (local node has " +
-                                    std::to_string(local_.size()) + " addresses)",
-                      0};
+  transport_->check_local(local_);
   if (cfg_.auth)
     if (const char* why = record::unavailable_reason()) throw EngineError{"ECRYPTO", why, 0};
   if (!auth::make_incarnation(&incarnation_)) throw EngineError{"ERRNO", "getrandom failed", errno};
@@ -425,10 +428,7 @@ void Lowcomms::start() {
   epoll_ctl(rx_epoll_.get(), EPOLL_CTL_ADD, rx_wake_.fd(), &ev);
 
   try {
-    if (cfg_.transport == Transport::kTcp)
-      tcp_listen();
-    else
-      sctp_listen();
+    transport_->listen();
   } catch (...) {
     close_fds();  // a failed start holds nothing
     throw;
@@ -460,7 +460,7 @@ void Lowcomms::stop() {
 }
 
 void Lowcomms::close_fds() {
-  listen_fd_.reset();
+  transport_->close();
   tx_epoll_.reset();
   rx_epoll_.reset();
   tx_wake_.close();

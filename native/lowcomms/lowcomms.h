@@ -1,7 +1,10 @@
-// One lowcomms instance: the node table of connections, the send thread (connect,
-// reconnect, flush write queues) and the receive thread (accept, read, split,
-// midcomms, batched hand-off). Method bodies are spread over files by job:
-// lowcomms.cc (API), threads_tx.cc, threads_rx.cc, transport_tcp.cc, transport_sctp.cc.
+// One lowcomms instance (the engine): the node table of connections, the send thread
+// (connect, reconnect, flush write queues) and the receive thread (read, split,
+// midcomms, batched hand-off). What differs between TCP and SCTP is behind one
+// Transport (transport.h; transport_tcp.*, transport_sctp.*, transport_sctp_auth.cc),
+// made by make_transport() at construction. Method bodies are spread over files by job:
+// lowcomms.cc (API, JS thread), threads_tx.cc (send thread), threads_rx.cc (receive
+// thread), handshake.cc (the handshake, receive thread), tx_direct.cc (JS thread).
 #pragma once
 #include <sys/uio.h>
 #include <atomic>
@@ -18,6 +21,7 @@
 #include "lowcomms/connection.h"
 #include "lowcomms/epoll_keys.h"
 #include "lowcomms/sink.h"
+#include "lowcomms/transport.h"
 #include "util/clock.h"
 #include "util/unique_fd.h"
 #include "util/wakeup.h"
@@ -130,7 +134,11 @@ class Lowcomms {
   uint64_t incarnation() const { return incarnation_; }
 
  private:
-  using ConnPtr = std::shared_ptr<Connection>;
+  // The transports are parts of the engine: they reach its internals directly.
+  friend class TcpTransport;
+  friend class SctpTransport;
+
+  using ConnPtr = lowcomms::ConnPtr;
   ConnPtr find(uint32_t nodeid);
   uint32_t nodeid_of(const sockaddr* sa);
   std::vector<ConnPtr> all_connections();
@@ -139,14 +147,18 @@ class Lowcomms {
   int enqueue_locked(Connection& c, uint32_t lockspace, uint8_t cmd, const uint8_t* body,
                      size_t body_len, bool* wake);
   void kick_tx(const ConnPtr& c);
-  // The latency path: writes c's newly queued bytes on the caller's thread when the send
-  // thread is not busy with c and its TCP socket is up and writable; else kick_tx.
+  // The latency path: writes c's newly queued bytes on the caller's thread when the
+  // transport allows it (TCP), the send thread is not busy with c and its socket is up
+  // and writable; else kick_tx.
   void tx_direct(const ConnPtr& c);
   // Under c.mu: frames the protocol adds on its own.
   // `all`: ack everything received, consumed or not (the last ACK of our own close).
   void queue_ack_locked(Connection& c, bool all = false);
   void queue_fin_locked(Connection& c);
   void reset_locked(Connection& c);
+  // Under c.mu, after the queue shrank: whether a sender refused for space is owed a
+  // 'drain' event now (it is then no longer backpressured).
+  bool drain_due_locked(Connection& c);
   size_t drop_session_locked(Connection& c);
   void emit(Event ev);
   void close_fds();
@@ -162,11 +174,20 @@ class Lowcomms {
   void tx_service(const ConnPtr& c, int64_t now);  // takes c->tx_mu
   void tx_service_locked(const ConnPtr& c, int64_t now);
   void tx_connect(const ConnPtr& c, int64_t now);
+  // The steps of tx_service_locked, by the connection's state.
+  void tx_check_down(const ConnPtr& c);
+  void tx_idle(const ConnPtr& c, int64_t now, bool has_work);
+  void tx_authenticating(const ConnPtr& c, int64_t now);
+  void tx_connected_flush(const ConnPtr& c, int64_t now, size_t unsent);
+  // The link is up (and, for a lowcomms peer, through its handshake): rewind and send.
   void tx_connected(const ConnPtr& c);
-  // SCTP: the proven association can take our DLM frames now. With auth, only while its
-  // session key is unused: a key seals from counter 0 once, never twice (GCM nonces).
-  bool sctp_sendable(Connection& c);
+  // A fresh TCP socket runs its handshake on the receive thread; we wait for it (bounded).
+  void tx_await_handshake(const ConnPtr& c, int64_t now);
   void tx_lost(const ConnPtr& c, int err, const char* why);
+  // A connect failed: counted, retried after the capped backoff, the first one reported.
+  void tx_retry_later(const ConnPtr& c, int64_t now, int err, const char* why);
+  // n bytes of the last gather() are on their way: advance, and say 'drain' if due.
+  void tx_advanced(const ConnPtr& c, size_t n, uint64_t gen);
   void emit_connect_failure(const ConnPtr& c, int err, const char* why);
   void tx_teardown(const ConnPtr& c);
   int64_t tx_next_deadline();
@@ -185,16 +206,7 @@ class Lowcomms {
   void rx_kill_node(uint32_t nodeid);
 
   // The handshake (auth.h; handshake.cc): identity, and with a key, authentication.
-  struct AuthReply {
-    uint64_t id;   // a socket id, or kSctpAuthReply | association id
-    uint8_t proof[auth::kMacLen];
-    uint8_t expected[auth::kMacLen];
-    uint8_t nonce[auth::kNonceLen];  // the nonce of ours it answers: a stale reply is ignored
-    uint8_t tx_key[record::kKeyLen];
-    uint8_t rx_key[record::kKeyLen];
-  };
-  // Below 2^53, so that the id survives the trip through a JavaScript number.
-  static constexpr uint64_t kSctpAuthReply = uint64_t(1) << 40;
+  using AuthReply = auth::Reply;
   bool auth_start(Socket& s);
   bool handshake_begin(const Connection& c, auth::Session& sess, uint8_t* hello);
   // The incarnation node `c` sees: ours, changed by every resetNode() of that node.
@@ -224,50 +236,10 @@ class Lowcomms {
   // Frames dropped as duplicates or gaps, or acks going backwards, with no delivery in
   // between: the peer's state is not ours. Says so, rate-limited (receive thread).
   void rx_desync(Connection& c, uint64_t drops, uint64_t acks_backwards, bool delivered);
-  bool sctp_was_aborted(int32_t assoc_id) const;
-  void sctp_forget_aborted(int32_t assoc_id);
-  void sctp_auth_start(const ConnPtr& c, int32_t assoc_id);
-  void sctp_auth_message(const ConnPtr& c, int32_t assoc_id, const uint8_t* data, size_t len);
-  void sctp_auth_reply(int32_t assoc_id, const AuthReply& r, const uint8_t* proof);
-  void sctp_auth_failed(const ConnPtr& c, int32_t assoc_id, const char* why);
-  void sctp_drop_assoc(const ConnPtr& c, int32_t assoc_id);
-  void sctp_auth_verified(const ConnPtr& c, int32_t assoc_id, int verdict);
-  bool sctp_send_ctrl(int32_t assoc_id, const uint8_t* data, size_t len);
-  bool sctp_ctrl_flush(int32_t assoc_id);
-  void sctp_ctrl_retry();
-  void sctp_end_session(int32_t assoc_id);
-  void sctp_auth_try_verify(const ConnPtr& c, int32_t assoc_id);
-
-  // TCP (transport_tcp.cc).
-  void tcp_listen();
-  void tcp_accept();
-  void tcp_read(const std::shared_ptr<Socket>& s);
-  bool tcp_connect(const ConnPtr& c, int* err);
-  bool tcp_connect_done(const ConnPtr& c, int* err);
-  void tcp_flush(const ConnPtr& c);
-  // One sendmsg of what c's queue holds unsent (up to 64 entries, 1 MiB), under c->tx_mu.
-  enum class TxRound : uint8_t { kEmpty, kSent, kAgain, kError };
-  TxRound tcp_send_round(const ConnPtr& c, int* err);
-  void tcp_flush_sealed(const ConnPtr& c);
-  void tcp_tamper(Connection& c, Socket& s);
-  // n bytes of the last gather() are on their way: advance, and say 'drain' if due.
-  void tx_advanced(const ConnPtr& c, size_t n, uint64_t gen);
-
-  // SCTP (transport_sctp.cc).
-  void sctp_listen();
-  void sctp_read();
-  bool sctp_connect(const ConnPtr& c, int* err);
-  void sctp_flush(const ConnPtr& c);
-  void sctp_flush_sealed(const ConnPtr& c);
-  bool sctp_seal_more(const ConnPtr& c);
-  void sctp_tamper(Connection& c);
-  void sctp_on_notification(const uint8_t* data, size_t len);
-  void sctp_abort(int32_t assoc_id);
-  void sctp_tune_assoc(int32_t assoc_id);
-  ConnPtr sctp_conn_of_assoc(int32_t assoc_id);
 
   Config cfg_;
   std::shared_ptr<Sink> sink_;
+  std::unique_ptr<Transport> transport_;  // made by make_transport() from cfg_
 
   std::shared_mutex table_mu_;
   std::unordered_map<uint32_t, ConnPtr> conns_;
@@ -292,7 +264,6 @@ class Lowcomms {
   // Receive thread.
   UniqueFd rx_epoll_;
   Wakeup rx_wake_;
-  UniqueFd listen_fd_;        // TCP listen socket, or the SCTP one-to-many socket
   std::mutex rx_cmd_mu_;
   std::vector<std::shared_ptr<Socket>> rx_add_;
   std::vector<uint64_t> rx_drop_;
@@ -300,20 +271,7 @@ class Lowcomms {
   std::vector<uint32_t> rx_kill_nodes_;   // abort every socket of these nodes
   std::vector<AuthReply> rx_auth_replies_;
   std::unordered_map<uint64_t, std::shared_ptr<Socket>> rx_socks_;  // rx thread only
-  std::unordered_map<int32_t, uint32_t> assoc_nodes_;               // rx thread only (SCTP)
-  std::unordered_map<int32_t, uint32_t> assoc_epochs_;              // reset_epoch at set-up (rx only)
-  // Authentication handshakes by association: an old and a new association of one
-  // node can overlap for a moment (rx thread only).
-  std::unordered_map<int32_t, auth::Session> sctp_sessions_;
-  // With auth: the opener of each association past its handshake (rx thread only).
-  std::unordered_map<int32_t, std::unique_ptr<record::Cipher>> sctp_openers_;
-  std::vector<uint8_t> rx_plain_;  // opened records (rx thread)
-  // Handshake messages that met a full send buffer (one buffer for every association of
-  // the socket), in order per association; the receive thread retries them (rx only).
-  std::unordered_map<int32_t, std::deque<std::vector<uint8_t>>> sctp_ctrl_backlog_;
-  // Associations we aborted whose COMM_LOST is not read yet: what is still queued for
-  // them is stale and must not bring them back (rx thread only; bounded, oldest first out).
-  std::deque<int32_t> sctp_aborted_;
+  std::vector<uint8_t> rx_plain_;  // opened records of sockets (rx thread; rx_stream)
   std::atomic<uint64_t> next_sock_id_{kFirstSocketId};  // epoll_keys.h
   std::unique_ptr<Batch> batch_;
   std::atomic<size_t> rx_pending_{0};
@@ -340,8 +298,6 @@ class Lowcomms {
   uint64_t next_batch_id_ = 1;                  // rx thread
   std::mutex consume_mu_;
   std::deque<PendingBatch> pending_batches_;    // handed over, oldest first (consume_mu_)
-  std::vector<uint8_t> sctp_buf_;
-  std::vector<uint8_t> rx_buf_;   // the receive thread's read buffer (TCP)
   std::thread rx_thread_;
 
   GlobalCounters gctr_;

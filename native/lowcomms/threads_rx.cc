@@ -26,8 +26,6 @@ constexpr size_t kBatchReserve = kBatchFlushBytes + 8 * 1024;
 // a 68 KiB malloc per message (freed later on the JS thread) cost more than the message.
 constexpr size_t kSmallBatchBytes = 4096;
 constexpr size_t kBatchIndexReserve = 3 * 16;
-// How soon a handshake message that met a full SCTP send buffer is tried again.
-constexpr int kCtrlRetryMs = 2;
 // How often handshakes under way are checked against auth::kHandshakeTimeoutNs.
 constexpr int kHsCheckMs = 250;
 constexpr int64_t kHsCheckNs = int64_t(kHsCheckMs) * 1'000'000;
@@ -62,16 +60,7 @@ void Lowcomms::rx_commands() {
     for (auto& [id, s] : rx_socks_)
       if (s->nodeid == nodeid) ids.push_back(id);
     for (uint64_t id : ids) rx_drop_socket(id, false);
-    for (auto it = assoc_nodes_.begin(); it != assoc_nodes_.end();) {
-      if (it->second == nodeid) {
-        sctp_abort(it->first);
-        sctp_end_session(it->first);
-        assoc_epochs_.erase(it->first);
-        it = assoc_nodes_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    transport_->drop_node(nodeid);
   }
 }
 
@@ -101,26 +90,7 @@ void Lowcomms::rx_kill_node(uint32_t nodeid) {
     ids.push_back(id);
   }
   for (uint64_t id : ids) rx_drop_socket(id, true);
-  for (auto it = assoc_nodes_.begin(); it != assoc_nodes_.end();) {
-    if (it->second != nodeid) {
-      ++it;
-      continue;
-    }
-    sctp_abort(it->first);
-    sctp_end_session(it->first);
-    assoc_epochs_.erase(it->first);
-    it = assoc_nodes_.erase(it);
-  }
-  if (cfg_.transport == Transport::kSctp) {
-    // Every association with the node is gone, whichever id the send thread knew it by.
-    if (ConnPtr c = find(nodeid)) {
-      c->assoc_up = false;
-      c->assoc_id = 0;
-      c->sctp_authed_assoc = 0;
-      c->sock_failed = true;
-      kick_tx(c);
-    }
-  }
+  transport_->kill_node(nodeid);
 }
 
 bool Lowcomms::rx_process(Connection& c, uint32_t epoch, uint8_t* data, size_t len, size_t* consumed, bool* stale) {
@@ -173,10 +143,7 @@ bool Lowcomms::rx_process(Connection& c, uint32_t epoch, uint8_t* data, size_t l
           reset_locked(c);
           closed = true;
         }
-        if (c.backpressured && c.wq.held_bytes() <= cfg_.max_node_bytes / 2) {
-          c.backpressured = false;
-          drained = true;
-        }
+        drained |= drain_due_locked(c);
       }
       bad_ack |= v.bad_ack;
       drops += v.dropped;
@@ -270,14 +237,14 @@ void Lowcomms::rx_main() {
       if (!rx_ack_deadline_ns_) rx_ack_deadline_ns_ = now + int64_t(cfg_.ack_delay_ms) * 1'000'000;
       timeout = int(std::max<int64_t>(0, (rx_ack_deadline_ns_ - now + 999'999) / 1'000'000));
     }
-    if (!sctp_ctrl_backlog_.empty()) timeout = timeout < 0 ? kCtrlRetryMs : std::min(timeout, kCtrlRetryMs);
+    if (const int t = transport_->retry_ms(); t >= 0) timeout = timeout < 0 ? t : std::min(timeout, t);
     // Handshakes under way are checked against their deadline a few times a second.
     if (const int64_t now = now_ns(); rx_hs_check_ns_ && now >= rx_hs_check_ns_)
       rx_hs_check_ns_ = rx_handshake_deadlines() ? now + kHsCheckNs : 0;
     if (rx_hs_check_ns_) timeout = timeout < 0 ? kHsCheckMs : std::min(timeout, kHsCheckMs);
     const int n = epoll_wait(rx_epoll_.get(), evs, 64, timeout);
     if (stopping_) break;
-    if (!sctp_ctrl_backlog_.empty()) sctp_ctrl_retry();
+    transport_->retry();
     if (n == 0) {
       rx_idle_acks();
       continue;
@@ -289,13 +256,10 @@ void Lowcomms::rx_main() {
       if (key == kWakeKey) {
         rx_wake_.drain();
       } else if (key == kListenKey) {
-        if (cfg_.transport == Transport::kSctp)
-          sctp_read();
-        else
-          tcp_accept();
+        transport_->on_listen_readable();
       } else {
         auto it = rx_socks_.find(key);
-        if (it != rx_socks_.end()) tcp_read(std::shared_ptr<Socket>(it->second));
+        if (it != rx_socks_.end()) transport_->read_socket(std::shared_ptr<Socket>(it->second));
       }
     }
     rx_flush_batch();

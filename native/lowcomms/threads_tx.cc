@@ -46,11 +46,8 @@ void Lowcomms::tx_main() {
       const uint64_t key = evs[i].data.u64;
       if (key == kWakeKey) {
         tx_wake_.drain();
-      } else if (key == kSctpKey) {
-        for (auto& c : all_connections()) {
-          c->writable = true;
-          work.push_back(c);
-        }
+      } else if (transport_->tx_event(key, work)) {
+        // the transport's own key (SCTP: its socket writable)
       } else if (ConnPtr c = find(uint32_t(key))) {
         c->writable = true;
         work.push_back(c);
@@ -89,18 +86,7 @@ void Lowcomms::tx_service_locked(const ConnPtr& c, int64_t now) {
     return;
   }
   if (c->nodeid == cfg_.local_nodeid) return;
-  const bool sctp = cfg_.transport == Transport::kSctp;
-  if (c->tx_state != Connection::TxState::kIdle &&
-      (c->sock_failed.exchange(false) || (c->sock && c->sock->dead))) {
-    // Say what the receive thread saw: an orderly close by the peer is not a reset.
-    const int e = sctp ? c->assoc_down_err.exchange(-1) : c->sock ? c->sock->close_err.load() : -1;
-    if (e == 0)
-      tx_lost(c, 0, "closed by peer");
-    else
-      tx_lost(c, e > 0 ? e : ECONNRESET,
-              c->tx_state == Connection::TxState::kConnecting ? "connect" : "connection closed");
-  }
-
+  tx_check_down(c);
   bool has_work;
   size_t unsent;
   {
@@ -110,121 +96,95 @@ void Lowcomms::tx_service_locked(const ConnPtr& c, int64_t now) {
   }
   switch (c->tx_state.load()) {
     case Connection::TxState::kIdle:
-      if (!has_work) return;
-      if (now < c->retry_at_ns) return;
-      c->retry_at_ns = 0;
-      tx_connect(c, now);
+      tx_idle(c, now, has_work);
       return;
-    case Connection::TxState::kConnecting: {
-      int err = 0;
-      if (sctp) {
-        // To a lowcomms peer, an association carries DLM only once its handshake is done.
-        if (sctp_sendable(*c)) {
-          tx_connected(c);
-        } else if (c->retry_at_ns && now >= c->retry_at_ns) {
-          c->retry_at_ns = 0;
-          tx_lost(c, ETIMEDOUT, "association setup");
-        }
-        return;
-      }
-      if (!c->writable) return;
-      if (!tcp_connect_done(c, &err)) {
-        tx_lost(c, err, "connect");
-      } else if (!c->handshake) {
-        tx_connected(c);
-      } else if (!auth_start(*c->sock)) {
-        tx_lost(c, EIO, "handshake");
-      } else {
-        // The receive thread runs the handshake; we wait for it (bounded).
-        c->tx_state = Connection::TxState::kAuthenticating;
-        c->retry_at_ns = now + 5000 * kMs;
-        c->sock->handed_to_rx = true;
-        {
-          std::lock_guard lk(rx_cmd_mu_);
-          rx_add_.push_back(c->sock);
-        }
-        rx_wake_.signal();
-      }
+    case Connection::TxState::kConnecting:
+      transport_->connect_progress(c, now);
       return;
-    }
     case Connection::TxState::kAuthenticating:
-      if (c->sock && c->sock->auth.state == auth::State::kDone) {
-        tx_connected(c);
-      } else if (now >= c->retry_at_ns) {
-        c->retry_at_ns = 0;
-        tx_lost(c, ETIMEDOUT, "handshake");
-      }
+      tx_authenticating(c, now);
       return;
     case Connection::TxState::kConnected:
-      if (sctp && c->send_assoc() == 0) {
-        if (c->assoc_down_err.exchange(-1) == 0)
-          tx_lost(c, 0, "closed by peer");
-        else
-          tx_lost(c, ECONNRESET, "association down");
-        return;
-      }
-      if (sctp && c->send_assoc() != c->tx_assoc) {
-        // Another association took over: rewind for it (what the old one took unacked goes again).
-        tx_lost(c, ECONNRESET, "association replaced");
-        return;
-      }
-      if (!cfg_.flush.immediate && unsent < cfg_.flush.min_bytes) {
-        if (unsent == 0) return;
-        if (!c->flush_at_ns) c->flush_at_ns = now + int64_t(cfg_.flush.delay_us) * 1000;
-        if (now < c->flush_at_ns) return;
-      }
-      c->flush_at_ns = 0;
-      if (!c->writable) return;
-      if (sctp)
-        sctp_flush(c);
-      else
-        tcp_flush(c);
+      tx_connected_flush(c, now, unsent);
       return;
   }
+}
+
+void Lowcomms::tx_check_down(const ConnPtr& c) {
+  if (c->tx_state == Connection::TxState::kIdle ||
+      !(c->sock_failed.exchange(false) || (c->sock && c->sock->dead)))
+    return;
+  // Say what the receive thread saw: an orderly close by the peer is not a reset.
+  const int e = transport_->down_reason(*c);
+  if (e == 0)
+    tx_lost(c, 0, "closed by peer");
+  else
+    tx_lost(c, e > 0 ? e : ECONNRESET,
+            c->tx_state == Connection::TxState::kConnecting ? "connect" : "connection closed");
+}
+
+void Lowcomms::tx_idle(const ConnPtr& c, int64_t now, bool has_work) {
+  if (!has_work) return;
+  if (now < c->retry_at_ns) return;
+  c->retry_at_ns = 0;
+  tx_connect(c, now);
+}
+
+void Lowcomms::tx_await_handshake(const ConnPtr& c, int64_t now) {
+  c->tx_state = Connection::TxState::kAuthenticating;
+  c->retry_at_ns = now + 5000 * kMs;
+  c->sock->handed_to_rx = true;
+  {
+    std::lock_guard lk(rx_cmd_mu_);
+    rx_add_.push_back(c->sock);
+  }
+  rx_wake_.signal();
+}
+
+void Lowcomms::tx_authenticating(const ConnPtr& c, int64_t now) {
+  if (c->sock && c->sock->auth.state == auth::State::kDone) {
+    tx_connected(c);
+  } else if (now >= c->retry_at_ns) {
+    c->retry_at_ns = 0;
+    tx_lost(c, ETIMEDOUT, "handshake");
+  }
+}
+
+void Lowcomms::tx_connected_flush(const ConnPtr& c, int64_t now, size_t unsent) {
+  if (!transport_->link_current(c)) return;
+  if (!cfg_.flush.immediate && unsent < cfg_.flush.min_bytes) {
+    if (unsent == 0) return;
+    if (!c->flush_at_ns) c->flush_at_ns = now + int64_t(cfg_.flush.delay_us) * 1000;
+    if (now < c->flush_at_ns) return;
+  }
+  c->flush_at_ns = 0;
+  if (!c->writable) return;
+  transport_->flush(c);
 }
 
 void Lowcomms::tx_connect(const ConnPtr& c, int64_t now) {
   int err = 0;
-  const bool ok = cfg_.transport == Transport::kSctp ? sctp_connect(c, &err) : tcp_connect(c, &err);
-  if (!ok) {
-    c->ctr.connect_errors++;
-    c->retries++;
+  if (!transport_->connect(c, &err)) {
     c->addr_idx++;
-    const int64_t backoff = std::min<int64_t>(int64_t(cfg_.connect_retry_max_ms) * kMs,
-                                              100 * kMs << std::min<uint32_t>(c->retries - 1, 4));
-    c->retry_at_ns = now + backoff;
-    if (c->retries == 1) emit_connect_failure(c, err, "connect");
+    tx_retry_later(c, now, err, "connect");
     return;
   }
   c->tx_state = Connection::TxState::kConnecting;
-  if (cfg_.transport == Transport::kSctp) {
-    // The association comes up asynchronously (COMM_UP); give it a deadline.
-    c->retry_at_ns = now + int64_t(cfg_.sctp.init_max_attempts) * cfg_.sctp.init_max_timeo_ms * kMs +
-                     kMs * 1000;
-    if (sctp_sendable(*c)) tx_connected(c);
-  }
+  transport_->connect_begun(c, now);
+}
+
+void Lowcomms::tx_retry_later(const ConnPtr& c, int64_t now, int err, const char* why) {
+  c->ctr.connect_errors++;
+  c->retries++;
+  // 100 ms, doubling up to 1.6 s, never past connect_retry_max_ms.
+  c->retry_at_ns = now + std::min<int64_t>(int64_t(cfg_.connect_retry_max_ms) * kMs,
+                                           100 * kMs << std::min<uint32_t>(c->retries - 1, 4));
+  if (c->retries == 1) emit_connect_failure(c, err, why);
 }
 
 void Lowcomms::tx_connected(const ConnPtr& c) {
   c->tx_state = Connection::TxState::kConnected;
-  if (cfg_.transport == Transport::kSctp && c->handshake && cfg_.auth) {
-    // A new association (or a new handshake on one): new keys, counters from 0, and
-    // nothing sealed for the old one goes (the rewind below puts it in the queue again).
-    c->sctp_sealed.clear();
-    c->sctp_sealer.reset();
-    std::lock_guard lk(c->keys_mu);  // the association and its key, as the receive thread set them
-    c->tx_assoc = c->send_assoc();
-    c->sealer_gen = c->keys_gen;
-    if (c->keys_assoc == c->tx_assoc && c->tx_assoc != 0)
-      c->sctp_sealer = record::Cipher::make(cfg_.record_mode, c->keys_tx, true);
-    // Used: another tx_connected on this association (after a send error that did not end
-    // it) must not seal from counter 0 again under the same key; it waits for a new one.
-    c->keys_assoc = 0;
-    std::memset(c->keys_tx, 0, sizeof c->keys_tx);
-  } else {
-    c->tx_assoc = c->send_assoc();
-  }
-  c->assoc_down_err = -1;  // a reason left from an earlier association is not this one's
+  transport_->on_connected(*c);
   c->retries = 0;
   c->retry_at_ns = 0;
   c->writable = true;
@@ -251,25 +211,9 @@ void Lowcomms::tx_connected(const ConnPtr& c) {
   tx_service_locked(c, now_ns());
 }
 
-bool Lowcomms::sctp_sendable(Connection& c) {
-  const int32_t a = c.send_assoc();
-  if (a == 0 || !c.handshake || !cfg_.auth) return a != 0;
-  std::lock_guard lk(c.keys_mu);
-  return c.keys_assoc == a;
-}
-
 void Lowcomms::tx_lost(const ConnPtr& c, int err, const char* why) {
   const bool was_connected = c->tx_state == Connection::TxState::kConnected;
-  if (cfg_.transport == Transport::kSctp && c->handshake && cfg_.auth && was_connected &&
-      c->tx_assoc != 0 && c->send_assoc() == c->tx_assoc && !sctp_sendable(*c)) {
-    // The association still stands but its key is spent: end it, so that a new one (new
-    // handshake, new key) takes over instead of waiting for it to go by itself.
-    {
-      std::lock_guard lk(rx_cmd_mu_);
-      rx_kill_nodes_.push_back(c->nodeid);
-    }
-    rx_wake_.signal();
-  }
+  transport_->on_lost(c, was_connected);
   if (c->sock) {
     c->sock->dead = true;
     if (!c->sock->abort) ::shutdown(c->sock->fd.get(), SHUT_RDWR);
@@ -292,12 +236,18 @@ void Lowcomms::tx_lost(const ConnPtr& c, int err, const char* why) {
     emit(Event{"disconnect", c->nodeid, err ? std::string(why) + ": " + std::strerror(err) : std::string(why),
                why, err});
   } else {
-    c->ctr.connect_errors++;
-    c->retries++;
-    c->retry_at_ns = now + std::min<int64_t>(int64_t(cfg_.connect_retry_max_ms) * kMs,
-                                             100 * kMs << std::min<uint32_t>(c->retries - 1, 4));
-    if (c->retries == 1) emit_connect_failure(c, err, why);
+    tx_retry_later(c, now, err, why);
   }
+}
+
+void Lowcomms::tx_advanced(const ConnPtr& c, size_t n, uint64_t gen) {
+  bool drained;
+  {
+    std::lock_guard lk(c->mu);
+    c->wq.advance(n, gen);
+    drained = drain_due_locked(*c);
+  }
+  if (drained) emit(Event{"drain", c->nodeid, "", "", 0});
 }
 
 void Lowcomms::emit_connect_failure(const ConnPtr& c, int err, const char* why) {

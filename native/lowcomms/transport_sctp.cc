@@ -1,8 +1,6 @@
-// SCTP: one one-to-many (SOCK_SEQPACKET) socket per instance, bound to every local
-// address (bind + SCTP_SOCKOPT_BINDX_ADD); each peer node is one association set up
-// to all of its addresses (SCTP_SOCKOPT_CONNECTX3) and recognised again by its id on
-// receive. Each SCTP message carries whole DLM messages: one write-queue entry. Path
-// failover is the kernel's; we tune it and report association and path changes.
+// SCTP (transport_sctp.h): set-up, reading, notifications, connecting and sending. The
+// per-association handshake is in transport_sctp_auth.cc. Which thread runs what:
+// transport.h and the header.
 // The uapi header wants the libc socket types declared first.
 #include <netinet/in.h>
 #include <sys/epoll.h>
@@ -13,6 +11,7 @@
 #include <tuple>
 #include <cerrno>
 #include <cstring>
+#include "lowcomms/transport_sctp.h"
 #include "lowcomms/lowcomms.h"
 #include "util/clock.h"
 
@@ -24,29 +23,16 @@ namespace lowcomms {
 
 namespace {
 constexpr size_t kSctpRxBytes = 256 * 1024;
-// PPID of the authentication handshake's messages (DLM data carries the sender's nodeid).
-constexpr uint32_t kAuthPpid = 0x4c434131;  // "LCA1"
 constexpr int kMaxMsgs = 32;
 // With auth: sealed-message buffers kept for reuse per node (each up to an entry + 20 B).
 constexpr size_t kSealedSpares = 8;
 // Aborted associations remembered until their COMM_LOST (one is read soon after each).
 constexpr size_t kMaxAborted = 256;
+constexpr int64_t kMs = 1000000;
 
 template <class T>
 bool set_opt(int fd, int opt, const T& v) {
   return ::setsockopt(fd, SOL_SCTP, opt, &v, sizeof v) == 0;
-}
-
-// Attaches one SCTP_SNDINFO cmsg (association, flags, ppid) to a message.
-void attach_sndinfo(msghdr& mh, char* cbuf, size_t cbuf_len, const sctp_sndinfo& si) {
-  std::memset(cbuf, 0, cbuf_len);
-  mh.msg_control = cbuf;
-  mh.msg_controllen = cbuf_len;
-  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
-  cm->cmsg_level = IPPROTO_SCTP;
-  cm->cmsg_type = SCTP_SNDINFO;
-  cm->cmsg_len = CMSG_LEN(sizeof si);
-  std::memcpy(CMSG_DATA(cm), &si, sizeof si);
 }
 
 const char* path_state_name(int s) {
@@ -74,9 +60,22 @@ const char* assoc_state_name(int s) {
 }
 }  // namespace
 
-void Lowcomms::sctp_tune_assoc(int32_t assoc_id) {
-  const int fd = listen_fd_.get();
-  const SctpTuning& t = cfg_.sctp;
+void SctpTransport::attach_sndinfo(msghdr& mh, char* cbuf, size_t cbuf_len, const sctp_sndinfo& si) {
+  std::memset(cbuf, 0, cbuf_len);
+  mh.msg_control = cbuf;
+  mh.msg_controllen = cbuf_len;
+  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+  cm->cmsg_level = IPPROTO_SCTP;
+  cm->cmsg_type = SCTP_SNDINFO;
+  cm->cmsg_len = CMSG_LEN(sizeof si);
+  std::memcpy(CMSG_DATA(cm), &si, sizeof si);
+}
+
+// ---- set-up (JS thread) ----
+
+void SctpTransport::tune_assoc(int32_t assoc_id) {
+  const int fd = fd_.get();
+  const SctpTuning& t = e_.cfg_.sctp;
   sctp_rtoinfo rto{};
   rto.srto_assoc_id = assoc_id;
   rto.srto_initial = t.rto_initial_ms;
@@ -104,8 +103,9 @@ void Lowcomms::sctp_tune_assoc(int32_t assoc_id) {
   set_opt(fd, SCTP_ASSOCINFO, ap);
 }
 
-void Lowcomms::sctp_listen() {
-  const SockAddr& la = local_[0];
+void SctpTransport::listen() {
+  const Config& cfg = e_.cfg_;
+  const SockAddr& la = e_.local_[0];
   UniqueFd fd(::socket(la.family(), SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_SCTP));
   if (!fd) {
     const int e = errno;
@@ -116,13 +116,13 @@ void Lowcomms::sctp_listen() {
   const int one = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   // Linux SCTP does not autotune: without room for a window of messages it stalls.
-  for (auto [force, plain, v] : {std::tuple{SO_SNDBUFFORCE, SO_SNDBUF, cfg_.sctp.sndbuf},
-                                 std::tuple{SO_RCVBUFFORCE, SO_RCVBUF, cfg_.sctp.rcvbuf}}) {
+  for (auto [force, plain, v] : {std::tuple{SO_SNDBUFFORCE, SO_SNDBUF, cfg.sctp.sndbuf},
+                                 std::tuple{SO_RCVBUFFORCE, SO_RCVBUF, cfg.sctp.rcvbuf}}) {
     const int iv = int(v);
     if (::setsockopt(fd.get(), SOL_SOCKET, force, &iv, sizeof iv) != 0)
       ::setsockopt(fd.get(), SOL_SOCKET, plain, &iv, sizeof iv);
   }
-  apply_mark(fd.get(), 0);
+  e_.apply_mark(fd.get(), 0);
   set_opt(fd.get(), SCTP_NODELAY, one);
   set_opt(fd.get(), SCTP_RECVRCVINFO, one);
   for (uint16_t type : {uint16_t(SCTP_ASSOC_CHANGE), uint16_t(SCTP_PEER_ADDR_CHANGE),
@@ -137,474 +137,398 @@ void Lowcomms::sctp_listen() {
   sctp_initmsg im{};
   im.sinit_num_ostreams = 1;
   im.sinit_max_instreams = 1;
-  im.sinit_max_attempts = cfg_.sctp.init_max_attempts;
-  im.sinit_max_init_timeo = cfg_.sctp.init_max_timeo_ms;
+  im.sinit_max_attempts = cfg.sctp.init_max_attempts;
+  im.sinit_max_init_timeo = cfg.sctp.init_max_timeo_ms;
   set_opt(fd.get(), SCTP_INITMSG, im);
 
-  if (::bind(fd.get(), la.sa(), la.len) != 0) throw bind_error(la, errno);
-  for (size_t i = 1; i < local_.size(); i++) {
-    if (::setsockopt(fd.get(), SOL_SCTP, SCTP_SOCKOPT_BINDX_ADD, local_[i].sa(), local_[i].len) != 0) {
+  if (::bind(fd.get(), la.sa(), la.len) != 0) throw e_.bind_error(la, errno);
+  const std::vector<SockAddr>& local = e_.local_;
+  for (size_t i = 1; i < local.size(); i++) {
+    if (::setsockopt(fd.get(), SOL_SCTP, SCTP_SOCKOPT_BINDX_ADD, local[i].sa(), local[i].len) != 0) {
       const int e = errno;
-      throw EngineError{"ERRNO", "sctp_bindx " + addr_to_string(local_[i].sa()) + ": " + std::strerror(e), e};
+      throw EngineError{"ERRNO", "sctp_bindx " + addr_to_string(local[i].sa()) + ": " + std::strerror(e), e};
     }
   }
   if (::listen(fd.get(), 128) != 0)
     throw EngineError{"ERRNO", std::string("listen (SCTP): ") + std::strerror(errno), errno};
-  listen_fd_ = std::move(fd);
+  fd_ = std::move(fd);
   // Endpoint defaults, inherited by every association; COMM_UP applies them again.
-  sctp_tune_assoc(0);
-  bound_port_ = cfg_.port;
+  tune_assoc(0);
+  e_.bound_port_ = cfg.port;
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = kListenKey;
-  epoll_ctl(rx_epoll_.get(), EPOLL_CTL_ADD, listen_fd_.get(), &ev);
+  epoll_ctl(e_.rx_epoll_.get(), EPOLL_CTL_ADD, fd_.get(), &ev);
   ev.events = EPOLLOUT | EPOLLET;
   ev.data.u64 = kSctpKey;
-  epoll_ctl(tx_epoll_.get(), EPOLL_CTL_ADD, listen_fd_.get(), &ev);
-  sctp_buf_.resize(kSctpRxBytes);
+  epoll_ctl(e_.tx_epoll_.get(), EPOLL_CTL_ADD, fd_.get(), &ev);
+  buf_.resize(kSctpRxBytes);
 }
 
-Lowcomms::ConnPtr Lowcomms::sctp_conn_of_assoc(int32_t assoc_id) {
+// ---- association bookkeeping (receive thread) ----
+
+ConnPtr SctpTransport::conn_of_assoc(int32_t assoc_id) {
   auto it = assoc_nodes_.find(assoc_id);
-  if (it != assoc_nodes_.end()) return find(it->second);
+  if (it != assoc_nodes_.end()) return e_.find(it->second);
   // Our own connect attempt, not up yet: the send thread stored its id.
-  for (auto& c : all_connections())
-    if (c->assoc_id == assoc_id) return c;
+  for (auto& c : e_.all_connections())
+    if (link(*c).assoc_id == assoc_id) return c;
   return nullptr;
 }
 
-void Lowcomms::sctp_abort(int32_t assoc_id) {
+void SctpTransport::abort(int32_t assoc_id) {
   char cbuf[CMSG_SPACE(sizeof(sctp_sndinfo))];
   msghdr mh{};
   sctp_sndinfo si{};
   si.snd_flags = SCTP_ABORT;
   si.snd_assoc_id = assoc_id;
   attach_sndinfo(mh, cbuf, sizeof cbuf, si);
-  ::sendmsg(listen_fd_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-  if (assoc_id == 0 || sctp_was_aborted(assoc_id)) return;
-  if (sctp_aborted_.size() >= kMaxAborted) sctp_aborted_.pop_front();
-  sctp_aborted_.push_back(assoc_id);
+  ::sendmsg(fd_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (assoc_id == 0 || was_aborted(assoc_id)) return;
+  if (aborted_.size() >= kMaxAborted) aborted_.pop_front();
+  aborted_.push_back(assoc_id);
 }
 
-bool Lowcomms::sctp_was_aborted(int32_t assoc_id) const {
-  return std::find(sctp_aborted_.begin(), sctp_aborted_.end(), assoc_id) != sctp_aborted_.end();
+bool SctpTransport::was_aborted(int32_t assoc_id) const {
+  return std::find(aborted_.begin(), aborted_.end(), assoc_id) != aborted_.end();
 }
 
-void Lowcomms::sctp_forget_aborted(int32_t assoc_id) {
-  auto it = std::find(sctp_aborted_.begin(), sctp_aborted_.end(), assoc_id);
-  if (it != sctp_aborted_.end()) sctp_aborted_.erase(it);
+void SctpTransport::forget_aborted(int32_t assoc_id) {
+  auto it = std::find(aborted_.begin(), aborted_.end(), assoc_id);
+  if (it != aborted_.end()) aborted_.erase(it);
 }
 
-void Lowcomms::sctp_on_notification(const uint8_t* data, size_t len) {
+void SctpTransport::forget_assoc(int32_t assoc_id) {
+  assoc_nodes_.erase(assoc_id);
+  assoc_epochs_.erase(assoc_id);
+  end_session(assoc_id);
+}
+
+void SctpTransport::drop_node(uint32_t nodeid) {
+  for (auto it = assoc_nodes_.begin(); it != assoc_nodes_.end();) {
+    if (it->second != nodeid) {
+      ++it;
+      continue;
+    }
+    abort(it->first);
+    end_session(it->first);
+    assoc_epochs_.erase(it->first);
+    it = assoc_nodes_.erase(it);
+  }
+}
+
+void SctpTransport::kill_node(uint32_t nodeid) {
+  drop_node(nodeid);
+  // Every association with the node is gone, whichever id the send thread knew it by.
+  if (ConnPtr c = e_.find(nodeid)) {
+    link(*c).assoc_up = false;
+    link(*c).assoc_id = 0;
+    link(*c).authed_assoc = 0;
+    c->sock_failed = true;
+    e_.kick_tx(c);
+  }
+}
+
+void SctpTransport::drop_assoc(const ConnPtr& c, int32_t assoc_id) {
+  SctpLink& l = link(*c);
+  abort(assoc_id);
+  forget_assoc(assoc_id);
+  const bool ours = send_assoc(*c) == assoc_id;
+  if (l.authed_assoc == assoc_id) l.authed_assoc = 0;
+  if (l.assoc_id == assoc_id) {
+    const int32_t keep = l.authed_assoc.load();
+    l.assoc_id = keep;
+    l.assoc_up = keep != 0;
+  }
+  // A stranger's association going takes nothing of ours with it.
+  if (ours) c->sock_failed = true;
+  e_.kick_tx(c);
+}
+
+// ---- notifications (receive thread) ----
+
+void SctpTransport::on_notification(const uint8_t* data, size_t len) {
   union sctp_notification sn;
   std::memcpy(&sn, data, std::min(len, sizeof sn));
   switch (sn.sn_header.sn_type) {
     case SCTP_ASSOC_CHANGE: {
       const sctp_assoc_change& ac = sn.sn_assoc_change;
-      const int32_t id = ac.sac_assoc_id;
       // The id is live again (COMM_UP) or gone for good: either way no longer ours to ignore.
-      sctp_forget_aborted(id);
-      if (ac.sac_state == SCTP_COMM_UP || ac.sac_state == SCTP_RESTART) {
-        // Which node is this? Its primary address must belong to a configured node.
-        sctp_prim prim{};
-        prim.ssp_assoc_id = id;
-        socklen_t pl = sizeof prim;
-        uint32_t nodeid = 0;
-        std::string addr = "?";
-        if (::getsockopt(listen_fd_.get(), SOL_SCTP, SCTP_PRIMARY_ADDR, &prim, &pl) == 0) {
-          sockaddr_storage ss;
-          std::memcpy(&ss, &prim.ssp_addr, sizeof ss);
-          nodeid = nodeid_of(reinterpret_cast<sockaddr*>(&ss));
-          addr = addr_to_string(reinterpret_cast<sockaddr*>(&ss));
-        }
-        if (addr == "?") return;  // already gone again; data, if any, is mapped by its source
-        ConnPtr c = nodeid && nodeid != cfg_.local_nodeid ? find(nodeid) : nullptr;
-        if (!c) {
-          gctr_.rejected++;
-          sctp_abort(id);
-          emit(Event{"reject", 0, addr, "unknown_address", 0});
-          return;
-        }
-        assoc_nodes_[id] = nodeid;
-        assoc_epochs_[id] = c->reset_epoch;
-        sctp_tune_assoc(id);
-        // A lowcomms peer's new association takes over once proven (send_assoc); a kernel
-        // peer's at once.
-        const bool restart = ac.sac_state == SCTP_RESTART || (!c->handshake && c->assoc_up && c->assoc_id != id);
-        // SCTP_RESTART keeps the id: whatever this association had proven is void until
-        // its new handshake is done (a keyless host could restart it otherwise).
-        if (c->sctp_authed_assoc == id) c->sctp_authed_assoc = 0;
-        c->assoc_id = id;
-        c->assoc_up = true;
-        // A restart is a new session: rewind as after any reconnect.
-        if (restart) c->sock_failed = true;
-        emit(Event{"assoc", nodeid, addr, assoc_state_name(ac.sac_state), id});
-        if (c->handshake) sctp_auth_start(c, id);
-        kick_tx(c);
-        return;
-      }
-      ConnPtr c = sctp_conn_of_assoc(id);
-      assoc_nodes_.erase(id);
-      assoc_epochs_.erase(id);
-      sctp_end_session(id);
-      if (!c) return;
-      if (c->assoc_id == id) {
-        // The latest association went; a proven older one, if any, is still the one.
-        const int32_t keep = c->sctp_authed_assoc != id ? c->sctp_authed_assoc.load() : 0;
-        c->assoc_id = keep;
-        c->assoc_up = keep != 0;
-        if (!c->handshake) c->sock_failed = true;
-      }
-      if (c->send_assoc() == 0 || c->sctp_authed_assoc == id)
-        c->assoc_down_err = ac.sac_state == SCTP_SHUTDOWN_COMP    ? 0
-                            : ac.sac_state == SCTP_CANT_STR_ASSOC ? ECONNREFUSED  // the setup failed
-                                                                  : ECONNRESET;
-      if (c->sctp_authed_assoc == id) {
-        c->sctp_authed_assoc = 0;
-        c->sock_failed = true;
-      }
-      c->sctp_partial.clear();
-      emit(Event{"assoc", c->nodeid, "", assoc_state_name(ac.sac_state), id});
-      kick_tx(c);
+      forget_aborted(ac.sac_assoc_id);
+      if (ac.sac_state == SCTP_COMM_UP || ac.sac_state == SCTP_RESTART)
+        on_assoc_up(ac.sac_assoc_id, ac.sac_state);
+      else
+        on_assoc_down(ac.sac_assoc_id, ac.sac_state);
       return;
     }
-    case SCTP_PEER_ADDR_CHANGE: {
-      const sctp_paddr_change& pc = sn.sn_paddr_change;
-      sockaddr_storage ss;
-      std::memcpy(&ss, &pc.spc_aaddr, sizeof ss);
-      auto it = assoc_nodes_.find(pc.spc_assoc_id);
-      emit(Event{"path", it == assoc_nodes_.end() ? 0 : it->second,
-                 addr_to_string(reinterpret_cast<sockaddr*>(&ss)), path_state_name(pc.spc_state),
-                 pc.spc_error});
+    case SCTP_PEER_ADDR_CHANGE:
+      on_path_change(sn.sn_paddr_change);
       return;
-    }
-    case SCTP_SHUTDOWN_EVENT: {
-      const int32_t id = sn.sn_shutdown_event.sse_assoc_id;
-      if (ConnPtr c = sctp_conn_of_assoc(id); c && c->send_assoc() == id) {
-        c->assoc_down_err = 0;  // the peer is shutting the association down in order
-        c->sock_failed = true;
-        kick_tx(c);
-      }
+    case SCTP_SHUTDOWN_EVENT:
+      on_shutdown(sn.sn_shutdown_event.sse_assoc_id);
       return;
-    }
-    case SCTP_SEND_FAILED_EVENT: {
+    case SCTP_SEND_FAILED_EVENT:
       // The data is still in the write queue's unacked set: midcomms resends it.
-      if (ConnPtr c = sctp_conn_of_assoc(sn.sn_send_failed_event.ssf_assoc_id))
-        emit(Event{"error", c->nodeid, "SCTP send failed", "send_failed",
-                   int64_t(sn.sn_send_failed_event.ssf_error)});
+      if (ConnPtr c = conn_of_assoc(sn.sn_send_failed_event.ssf_assoc_id))
+        e_.emit(Event{"error", c->nodeid, "SCTP send failed", "send_failed",
+                      int64_t(sn.sn_send_failed_event.ssf_error)});
       return;
-    }
     default:
       return;
   }
 }
 
-void Lowcomms::sctp_read() {
-  for (int round = 0; round < 64 && !rx_paused_; round++) {
-    iovec iov{sctp_buf_.data(), sctp_buf_.size()};
-    char cbuf[CMSG_SPACE(sizeof(sctp_rcvinfo))];
-    sockaddr_storage from{};
-    msghdr mh{};
-    mh.msg_name = &from;
-    mh.msg_namelen = sizeof from;
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf;
-    mh.msg_controllen = sizeof cbuf;
-    const ssize_t r = ::recvmsg(listen_fd_.get(), &mh, MSG_DONTWAIT);
-    if (r < 0) return;  // EAGAIN, or an error the association events report
-    if (mh.msg_flags & MSG_NOTIFICATION) {
-      sctp_on_notification(sctp_buf_.data(), size_t(r));
-      continue;
-    }
-    int32_t assoc_id = 0;
-    uint32_t ppid = 0;
-    for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-      if (cm->cmsg_level == IPPROTO_SCTP && cm->cmsg_type == SCTP_RCVINFO) {
-        sctp_rcvinfo ri;
-        std::memcpy(&ri, CMSG_DATA(cm), sizeof ri);
-        assoc_id = ri.rcv_assoc_id;
-        ppid = ri.rcv_ppid;
-      }
-    }
-    ConnPtr c;
-    auto it = assoc_nodes_.find(assoc_id);
-    if (it != assoc_nodes_.end()) {
-      c = find(it->second);
-    } else if (sctp_was_aborted(assoc_id)) {
-      // Queued before we aborted it: its sender resends what we did not ack.
-      gctr_.stale_dropped++;
-      continue;
-    }
-    if (!c) {
-      // Data before COMM_UP was processed, or from nobody we know.
-      const uint32_t nodeid = nodeid_of(reinterpret_cast<sockaddr*>(&from));
-      c = nodeid && nodeid != cfg_.local_nodeid ? find(nodeid) : nullptr;
-      if (!c) {
-        gctr_.rejected++;
-        sctp_abort(assoc_id);
-        emit(Event{"reject", 0, addr_to_string(reinterpret_cast<sockaddr*>(&from)), "unknown_address", 0});
-        continue;
-      }
-      assoc_nodes_[assoc_id] = c->nodeid;
-      assoc_epochs_[assoc_id] = c->reset_epoch;
-      if (!c->assoc_up) {
-        // Its COMM_UP went unanswered (the association was briefly unreadable): adopt it.
-        c->assoc_id = assoc_id;
-        c->assoc_up = true;
-        if (c->handshake) sctp_auth_start(c, assoc_id);
-        kick_tx(c);
-        if (!assoc_nodes_.count(assoc_id)) continue;  // its handshake could not start: dropped
-      }
-    }
-    const uint8_t* data = sctp_buf_.data();
-    size_t len = size_t(r);
-    if (c->handshake) {
-      auto sit = sctp_sessions_.find(assoc_id);
-      bool done = sit != sctp_sessions_.end() && sit->second.state == auth::State::kDone;
-      // A HELLO after the handshake: the peer started over on this association (a
-      // restart we were not told of yet). DLM data never starts with the magic.
-      const bool hello = ppid == kAuthPpid && (mh.msg_flags & MSG_EOR) && len >= 4 &&
-                         auth::is_magic(data, auth::kHelloMagic);
-      if (done && hello) {
-        if (c->sctp_authed_assoc == assoc_id) c->sctp_authed_assoc = 0;
-        sctp_auth_start(c, assoc_id);
-        if (!sctp_sessions_.count(assoc_id)) continue;
-        done = false;
-      }
-      if (!done) {
-        if (ppid == kAuthPpid && (mh.msg_flags & MSG_EOR))
-          sctp_auth_message(c, assoc_id, data, len);
-        else
-          sctp_auth_failed(c, assoc_id, "data before the handshake");
-        continue;
-      }
-      if (sit->second.peer_incarnation != c->peer_incarnation) {
-        // An association of the peer's previous incarnation: a dead session's frames.
-        gctr_.stale_dropped++;
-        continue;
-      }
-    }
-    if (!(mh.msg_flags & MSG_EOR) || !c->sctp_partial.empty()) {
-      // Partial delivery of a large message: gather until MSG_EOR.
-      c->sctp_partial.insert(c->sctp_partial.end(), data, data + len);
-      if (!(mh.msg_flags & MSG_EOR)) {
-        if (c->sctp_partial.size() > 16 * dlm::kMaxSocketBufsize * 16) {
-          c->ctr.bad_frames++;
-          c->sctp_partial.clear();
-          sctp_abort(assoc_id);
-        }
-        continue;
-      }
-      data = c->sctp_partial.data();
-      len = c->sctp_partial.size();
-    }
-    if (c->handshake && cfg_.auth) {
-      // One message, one record: nothing of it is read before its tag checks out.
-      auto op = sctp_openers_.find(assoc_id);
-      const size_t plen = len >= record::kOverhead ? len - record::kOverhead : 0;
-      if (rx_plain_.size() < plen) rx_plain_.resize(plen);
-      if (op == sctp_openers_.end() || len < record::kOverhead || record::record_len(data) != plen ||
-          !op->second->open(data, plen, rx_plain_.data())) {
-        c->sctp_partial.clear();
-        rx_bad_record(*c, "record failed authentication");
-        sctp_drop_assoc(c, assoc_id);
-        continue;
-      }
-      data = rx_plain_.data();
-      len = plen;
-    }
-    size_t consumed = 0;
-    bool stale = false;
-    auto ep = assoc_epochs_.find(assoc_id);
-    const uint32_t epoch = ep == assoc_epochs_.end() ? c->reset_epoch.load() : ep->second;
-    const bool ok = rx_process(*c, epoch, const_cast<uint8_t*>(data), len, &consumed, &stale);
-    c->sctp_partial.clear();
-    if (stale) {
-      gctr_.stale_dropped++;  // an association of before a resetNode(): its abort is under way
-      continue;
-    }
-    if (!ok || consumed != len) {
-      // An SCTP message holds whole DLM messages; anything else is malformed.
-      c->ctr.bad_frames++;
-      emit(Event{"error", c->nodeid, "malformed SCTP message: association aborted", "bad_frame", 0});
-      sctp_abort(assoc_id);
-    }
+void SctpTransport::on_assoc_up(int32_t id, int state) {
+  // Which node is this? Its primary address must belong to a configured node.
+  sctp_prim prim{};
+  prim.ssp_assoc_id = id;
+  socklen_t pl = sizeof prim;
+  uint32_t nodeid = 0;
+  std::string addr = "?";
+  if (::getsockopt(fd_.get(), SOL_SCTP, SCTP_PRIMARY_ADDR, &prim, &pl) == 0) {
+    sockaddr_storage ss;
+    std::memcpy(&ss, &prim.ssp_addr, sizeof ss);
+    nodeid = e_.nodeid_of(reinterpret_cast<sockaddr*>(&ss));
+    addr = addr_to_string(reinterpret_cast<sockaddr*>(&ss));
+  }
+  if (addr == "?") return;  // already gone again; data, if any, is mapped by its source
+  ConnPtr c = nodeid && nodeid != e_.cfg_.local_nodeid ? e_.find(nodeid) : nullptr;
+  if (!c) {
+    e_.gctr_.rejected++;
+    abort(id);
+    e_.emit(Event{"reject", 0, addr, "unknown_address", 0});
+    return;
+  }
+  assoc_nodes_[id] = nodeid;
+  assoc_epochs_[id] = c->reset_epoch;
+  tune_assoc(id);
+  // A lowcomms peer's new association takes over once proven (send_assoc); a kernel
+  // peer's at once.
+  const bool restart = state == SCTP_RESTART || (!c->handshake && link(*c).assoc_up && link(*c).assoc_id != id);
+  // SCTP_RESTART keeps the id: whatever this association had proven is void until
+  // its new handshake is done (a keyless host could restart it otherwise).
+  if (link(*c).authed_assoc == id) link(*c).authed_assoc = 0;
+  link(*c).assoc_id = id;
+  link(*c).assoc_up = true;
+  // A restart is a new session: rewind as after any reconnect.
+  if (restart) c->sock_failed = true;
+  e_.emit(Event{"assoc", nodeid, addr, assoc_state_name(state), id});
+  if (c->handshake) auth_start(c, id);
+  e_.kick_tx(c);
+}
+
+void SctpTransport::on_assoc_down(int32_t id, int state) {
+  ConnPtr c = conn_of_assoc(id);
+  forget_assoc(id);
+  if (!c) return;
+  SctpLink& l = link(*c);
+  if (l.assoc_id == id) {
+    // The latest association went; a proven older one, if any, is still the one.
+    const int32_t keep = l.authed_assoc != id ? l.authed_assoc.load() : 0;
+    l.assoc_id = keep;
+    l.assoc_up = keep != 0;
+    if (!c->handshake) c->sock_failed = true;
+  }
+  if (send_assoc(*c) == 0 || l.authed_assoc == id)
+    l.down_err = state == SCTP_SHUTDOWN_COMP    ? 0
+                        : state == SCTP_CANT_STR_ASSOC ? ECONNREFUSED  // the setup failed
+                                                       : ECONNRESET;
+  if (l.authed_assoc == id) {
+    l.authed_assoc = 0;
+    c->sock_failed = true;
+  }
+  l.partial.clear();
+  e_.emit(Event{"assoc", c->nodeid, "", assoc_state_name(state), id});
+  e_.kick_tx(c);
+}
+
+void SctpTransport::on_path_change(const sctp_paddr_change& pc) {
+  sockaddr_storage ss;
+  std::memcpy(&ss, &pc.spc_aaddr, sizeof ss);
+  auto it = assoc_nodes_.find(pc.spc_assoc_id);
+  e_.emit(Event{"path", it == assoc_nodes_.end() ? 0 : it->second,
+                addr_to_string(reinterpret_cast<sockaddr*>(&ss)), path_state_name(pc.spc_state),
+                pc.spc_error});
+}
+
+void SctpTransport::on_shutdown(int32_t id) {
+  if (ConnPtr c = conn_of_assoc(id); c && send_assoc(*c) == id) {
+    link(*c).down_err = 0;  // the peer is shutting the association down in order
+    c->sock_failed = true;
+    e_.kick_tx(c);
   }
 }
 
-// Queues a handshake message behind any not yet sent for this association and sends what
-// it can; false when the association is going (the caller drops it).
-bool Lowcomms::sctp_send_ctrl(int32_t assoc_id, const uint8_t* data, size_t len) {
-  sctp_ctrl_backlog_[assoc_id].emplace_back(data, data + len);
-  return sctp_ctrl_flush(assoc_id);
-}
+// ---- reading (receive thread) ----
 
-bool Lowcomms::sctp_ctrl_flush(int32_t assoc_id) {
-  auto it = sctp_ctrl_backlog_.find(assoc_id);
-  if (it == sctp_ctrl_backlog_.end()) return true;
-  auto& q = it->second;
-  while (!q.empty()) {
-    char cbuf[CMSG_SPACE(sizeof(sctp_sndinfo))];
-    iovec iov{q.front().data(), q.front().size()};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    sctp_sndinfo si{};
-    si.snd_assoc_id = assoc_id;
-    si.snd_ppid = kAuthPpid;
-    attach_sndinfo(mh, cbuf, sizeof cbuf, si);
-    if (::sendmsg(listen_fd_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT) == ssize_t(iov.iov_len)) {
-      q.pop_front();
+void SctpTransport::read() {
+  for (int round = 0; round < 64 && !e_.rx_paused_; round++) {
+    Received m;
+    if (!receive(&m)) return;  // EAGAIN, or an error the association events report
+    if (m.flags & MSG_NOTIFICATION) {
+      on_notification(buf_.data(), m.len);
       continue;
     }
-    // The buffer is full of other associations' data: try again shortly (kCtrlRetryMs).
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOMEM || errno == ENOBUFS) return true;
-    sctp_ctrl_backlog_.erase(it);
-    return false;
+    ConnPtr c = conn_of_message(m);
+    if (!c || !past_handshake(c, m)) continue;
+    const uint8_t* data = buf_.data();
+    size_t len = m.len;
+    if (!whole_message(*c, m, &data, &len)) continue;
+    if (c->handshake && e_.cfg_.auth && !open_record(c, m.assoc_id, &data, &len)) continue;
+    deliver(*c, m.assoc_id, data, len);
   }
-  sctp_ctrl_backlog_.erase(it);
+}
+
+bool SctpTransport::receive(Received* m) {
+  iovec iov{buf_.data(), buf_.size()};
+  char cbuf[CMSG_SPACE(sizeof(sctp_rcvinfo))];
+  msghdr mh{};
+  mh.msg_name = &m->from;
+  mh.msg_namelen = sizeof m->from;
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  const ssize_t r = ::recvmsg(fd_.get(), &mh, MSG_DONTWAIT);
+  if (r < 0) return false;
+  m->len = size_t(r);
+  m->flags = mh.msg_flags;
+  for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+    if (cm->cmsg_level == IPPROTO_SCTP && cm->cmsg_type == SCTP_RCVINFO) {
+      sctp_rcvinfo ri;
+      std::memcpy(&ri, CMSG_DATA(cm), sizeof ri);
+      m->assoc_id = ri.rcv_assoc_id;
+      m->ppid = ri.rcv_ppid;
+    }
+  }
   return true;
 }
 
-void Lowcomms::sctp_ctrl_retry() {
-  std::vector<int32_t> ids;
-  for (auto& [id, q] : sctp_ctrl_backlog_) ids.push_back(id);
-  for (int32_t id : ids) {
-    ConnPtr c = sctp_conn_of_assoc(id);
-    if (!c) {
-      sctp_end_session(id);
-    } else if (!sctp_ctrl_flush(id)) {
-      sctp_drop_assoc(c, id);
-    } else if (!sctp_ctrl_backlog_.count(id)) {
-      sctp_auth_try_verify(c, id);  // our PROOF is out now: DATA may follow it
-    }
+ConnPtr SctpTransport::conn_of_message(const Received& m) {
+  const int32_t assoc_id = m.assoc_id;
+  auto it = assoc_nodes_.find(assoc_id);
+  if (it != assoc_nodes_.end()) {
+    if (ConnPtr c = e_.find(it->second)) return c;
+  } else if (was_aborted(assoc_id)) {
+    // Queued before we aborted it: its sender resends what we did not ack.
+    e_.gctr_.stale_dropped++;
+    return nullptr;
   }
+  // Data before COMM_UP was processed, or from nobody we know.
+  const sockaddr* from = reinterpret_cast<const sockaddr*>(&m.from);
+  const uint32_t nodeid = e_.nodeid_of(from);
+  ConnPtr c = nodeid && nodeid != e_.cfg_.local_nodeid ? e_.find(nodeid) : nullptr;
+  if (!c) {
+    e_.gctr_.rejected++;
+    abort(assoc_id);
+    e_.emit(Event{"reject", 0, addr_to_string(from), "unknown_address", 0});
+    return nullptr;
+  }
+  assoc_nodes_[assoc_id] = c->nodeid;
+  assoc_epochs_[assoc_id] = c->reset_epoch;
+  if (!link(*c).assoc_up) {
+    // Its COMM_UP went unanswered (the association was briefly unreadable): adopt it.
+    link(*c).assoc_id = assoc_id;
+    link(*c).assoc_up = true;
+    if (c->handshake) auth_start(c, assoc_id);
+    e_.kick_tx(c);
+    if (!assoc_nodes_.count(assoc_id)) return nullptr;  // its handshake could not start: dropped
+  }
+  return c;
 }
 
-void Lowcomms::sctp_end_session(int32_t assoc_id) {
-  sctp_sessions_.erase(assoc_id);
-  sctp_openers_.erase(assoc_id);
-  sctp_ctrl_backlog_.erase(assoc_id);
+bool SctpTransport::past_handshake(const ConnPtr& c, const Received& m) {
+  if (!c->handshake) return true;
+  const int32_t assoc_id = m.assoc_id;
+  const uint8_t* data = buf_.data();
+  auto sit = sessions_.find(assoc_id);
+  bool done = sit != sessions_.end() && sit->second.state == auth::State::kDone;
+  const bool ctrl = m.ppid == kAuthPpid && (m.flags & MSG_EOR);
+  // A HELLO after the handshake: the peer started over on this association (a
+  // restart we were not told of yet). DLM data never starts with the magic.
+  if (done && ctrl && m.len >= 4 && auth::is_magic(data, auth::kHelloMagic)) {
+    if (link(*c).authed_assoc == assoc_id) link(*c).authed_assoc = 0;
+    auth_start(c, assoc_id);
+    if (!sessions_.count(assoc_id)) return false;
+    done = false;
+  }
+  if (!done) {
+    if (ctrl)
+      auth_message(c, assoc_id, data, m.len);
+    else
+      auth_failed(c, assoc_id, "data before the handshake");
+    return false;
+  }
+  if (sit->second.peer_incarnation != c->peer_incarnation) {
+    // An association of the peer's previous incarnation: a dead session's frames.
+    e_.gctr_.stale_dropped++;
+    return false;
+  }
+  return true;
 }
 
-void Lowcomms::sctp_auth_try_verify(const ConnPtr& c, int32_t assoc_id) {
-  auto it = sctp_sessions_.find(assoc_id);
-  // Not before our own PROOF has left: DLM data must never overtake it.
-  if (it == sctp_sessions_.end() || sctp_ctrl_backlog_.count(assoc_id)) return;
-  if (it->second.state == auth::State::kDone) return;
-  sctp_auth_verified(c, assoc_id, auth::verify(it->second));
+bool SctpTransport::whole_message(Connection& c, const Received& m, const uint8_t** data, size_t* len) {
+  SctpLink& l = link(c);
+  const bool eor = m.flags & MSG_EOR;
+  if (eor && l.partial.empty()) return true;
+  // Partial delivery of a large message: gather until MSG_EOR.
+  l.partial.insert(l.partial.end(), *data, *data + *len);
+  if (!eor) {
+    if (l.partial.size() > 16 * dlm::kMaxSocketBufsize * 16) {
+      c.ctr.bad_frames++;
+      l.partial.clear();
+      abort(m.assoc_id);
+    }
+    return false;
+  }
+  *data = l.partial.data();
+  *len = l.partial.size();
+  return true;
 }
 
-void Lowcomms::sctp_auth_start(const ConnPtr& c, int32_t assoc_id) {
-  sctp_ctrl_backlog_.erase(assoc_id);  // a restarted association starts over
-  sctp_openers_.erase(assoc_id);       // and its records with new keys
-  auth::Session& sess = sctp_sessions_[assoc_id];
-  uint8_t hello[auth::kHelloLen];
-  // A full send buffer only queues the HELLO (sctp_send_ctrl); a HELLO that cannot go out
-  // at all means the association is going: lost, not unauthenticated.
-  if (!handshake_begin(*c, sess, hello) || !sctp_send_ctrl(assoc_id, hello, sizeof hello))
-    sctp_drop_assoc(c, assoc_id);
-  else
-    rx_handshake_started();
+bool SctpTransport::open_record(const ConnPtr& c, int32_t assoc_id, const uint8_t** data, size_t* len) {
+  // One message, one record: nothing of it is read before its tag checks out.
+  auto op = openers_.find(assoc_id);
+  const size_t plen = *len >= record::kOverhead ? *len - record::kOverhead : 0;
+  if (plain_.size() < plen) plain_.resize(plen);
+  if (op == openers_.end() || *len < record::kOverhead || record::record_len(*data) != plen ||
+      !op->second->open(*data, plen, plain_.data())) {
+    link(*c).partial.clear();
+    e_.rx_bad_record(*c, "record failed authentication");
+    drop_assoc(c, assoc_id);
+    return false;
+  }
+  *data = plain_.data();
+  *len = plen;
+  return true;
 }
 
-void Lowcomms::sctp_auth_message(const ConnPtr& c, int32_t assoc_id, const uint8_t* data, size_t len) {
-  // A handshake on an association we have not greeted yet (its COMM_UP is still to come).
-  if (!sctp_sessions_.count(assoc_id)) sctp_auth_start(c, assoc_id);
-  auto it = sctp_sessions_.find(assoc_id);
-  if (it == sctp_sessions_.end()) return;  // gone already
-  auth::Session& sess = it->second;
-  const auth::Step st = auth::consume(sess, c->nodeid, data, len);
-  if (st.bad != auth::Bad::kNone || st.consumed != len) {
-    sctp_auth_failed(c, assoc_id, st.bad != auth::Bad::kNone ? auth::bad_reason(st.bad) : "not a lowcomms handshake");
+void SctpTransport::deliver(Connection& c, int32_t assoc_id, const uint8_t* data, size_t len) {
+  size_t consumed = 0;
+  bool stale = false;
+  auto ep = assoc_epochs_.find(assoc_id);
+  const uint32_t epoch = ep == assoc_epochs_.end() ? c.reset_epoch.load() : ep->second;
+  const bool ok = e_.rx_process(c, epoch, const_cast<uint8_t*>(data), len, &consumed, &stale);
+  link(c).partial.clear();
+  if (stale) {
+    e_.gctr_.stale_dropped++;  // an association of before a resetNode(): its abort is under way
     return;
   }
-  if (st.peer_nonce && sess.keyed)
-    emit_auth_request(c->nodeid, sess, st.peer_nonce, kSctpAuthReply | uint32_t(assoc_id));
-  if (st.peer_nonce || st.got_proof) sctp_auth_try_verify(c, assoc_id);
-}
-
-void Lowcomms::sctp_auth_reply(int32_t assoc_id, const AuthReply& r, const uint8_t* proof) {
-  const uint8_t* nonce = r.nonce;
-  ConnPtr c = sctp_conn_of_assoc(assoc_id);
-  auto it = sctp_sessions_.find(assoc_id);
-  if (!c || it == sctp_sessions_.end()) return;
-  auth::Session& sess = it->second;
-  // A reply computed for an earlier handshake of this id (it restarted) is not ours.
-  if (sess.state != auth::State::kAwaitProof || sess.have_expected ||
-      std::memcmp(sess.my_nonce, nonce, auth::kNonceLen) != 0)
-    return;
-  if (!sctp_send_ctrl(assoc_id, proof, auth::kProofLen)) {
-    sctp_drop_assoc(c, assoc_id);  // as for a HELLO that could not go out
-    return;
-  }
-  std::memcpy(sess.expected, r.expected, auth::kMacLen);
-  std::memcpy(sess.tx_key, r.tx_key, record::kKeyLen);
-  std::memcpy(sess.rx_key, r.rx_key, record::kKeyLen);
-  sess.have_expected = true;
-  sctp_auth_try_verify(c, assoc_id);
-}
-
-void Lowcomms::sctp_auth_verified(const ConnPtr& c, int32_t assoc_id, int verdict) {
-  if (verdict < 0) sctp_auth_failed(c, assoc_id, "wrong cluster key");
-  if (verdict > 0) {
-    auth::Session& sess = sctp_sessions_[assoc_id];
-    if (sess.keyed) {
-      // From here on every message either way is one record under this session's keys.
-      auto opener = record::Cipher::make(sess.mode, sess.rx_key, false);
-      if (!opener) {
-        sctp_auth_failed(c, assoc_id, "record protection could not be set up (OpenSSL)");
-        return;
-      }
-      sctp_openers_[assoc_id] = std::move(opener);
-      std::memset(sess.rx_key, 0, record::kKeyLen);
-    }
-    peer_identified(c, sess.peer_incarnation, nullptr);
-    sess.state = auth::State::kDone;
-    {
-      // The association and its key together: the send thread takes both under this lock.
-      std::lock_guard lk(c->keys_mu);
-      if (sess.keyed) {
-        c->keys_assoc = assoc_id;
-        std::memcpy(c->keys_tx, sess.tx_key, record::kKeyLen);
-        std::memset(sess.tx_key, 0, record::kKeyLen);
-        c->keys_gen++;
-      }
-      c->sctp_authed_assoc = assoc_id;  // it takes over sending (the send thread rewinds for it)
-    }
-    kick_tx(c);  // it may now send on this association
+  if (!ok || consumed != len) {
+    // An SCTP message holds whole DLM messages; anything else is malformed.
+    c.ctr.bad_frames++;
+    e_.emit(Event{"error", c.nodeid, "malformed SCTP message: association aborted", "bad_frame", 0});
+    abort(assoc_id);
   }
 }
 
-void Lowcomms::sctp_auth_failed(const ConnPtr& c, int32_t assoc_id, const char* why) {
-  gctr_.auth_failures++;
-  emit(Event{"reject", c->nodeid, why, "auth", 0});
-  sctp_drop_assoc(c, assoc_id);
-}
+// ---- connecting (send thread) ----
 
-void Lowcomms::sctp_drop_assoc(const ConnPtr& c, int32_t assoc_id) {
-  sctp_abort(assoc_id);
-  assoc_nodes_.erase(assoc_id);
-  assoc_epochs_.erase(assoc_id);
-  sctp_end_session(assoc_id);
-  const bool ours = c->send_assoc() == assoc_id;
-  if (c->sctp_authed_assoc == assoc_id) c->sctp_authed_assoc = 0;
-  if (c->assoc_id == assoc_id) {
-    const int32_t keep = c->sctp_authed_assoc.load();
-    c->assoc_id = keep;
-    c->assoc_up = keep != 0;
-  }
-  // A stranger's association going takes nothing of ours with it.
-  if (ours) c->sock_failed = true;
-  kick_tx(c);
-}
-
-bool Lowcomms::sctp_connect(const ConnPtr& c, int* err) {
-  if (c->assoc_up) return true;
+bool SctpTransport::connect(const ConnPtr& c, int* err) {
+  if (link(*c).assoc_up) return true;
   std::vector<uint8_t> packed;
   {
-    std::shared_lock lk(table_mu_);
+    std::shared_lock lk(e_.table_mu_);
     if (c->addrs.empty()) {
       *err = EDESTADDRREQ;
       return false;
@@ -622,9 +546,9 @@ bool Lowcomms::sctp_connect(const ConnPtr& c, int* err) {
   param.addr_num = int(packed.size());  // despite the name: the size in bytes
   param.addrs = reinterpret_cast<sockaddr*>(packed.data());
   socklen_t pl = sizeof param;
-  const int r = ::getsockopt(listen_fd_.get(), SOL_SCTP, SCTP_SOCKOPT_CONNECTX3, &param, &pl);
+  const int r = ::getsockopt(fd_.get(), SOL_SCTP, SCTP_SOCKOPT_CONNECTX3, &param, &pl);
   if (r == 0 || errno == EINPROGRESS) {
-    if (!c->assoc_up) c->assoc_id = param.assoc_id;
+    if (!link(*c).assoc_up) link(*c).assoc_id = param.assoc_id;
     return true;
   }
   if (errno == EALREADY || errno == EISCONN) return true;  // the peer's INIT won the race
@@ -632,8 +556,96 @@ bool Lowcomms::sctp_connect(const ConnPtr& c, int* err) {
   return false;
 }
 
-void Lowcomms::sctp_tamper(Connection& c) {
-  auto& q = c.sctp_sealed;
+void SctpTransport::connect_begun(const ConnPtr& c, int64_t now) {
+  // The association comes up asynchronously (COMM_UP); give it a deadline.
+  const SctpTuning& t = e_.cfg_.sctp;
+  c->retry_at_ns = now + int64_t(t.init_max_attempts) * t.init_max_timeo_ms * kMs + kMs * 1000;
+  if (sendable(*c)) e_.tx_connected(c);
+}
+
+void SctpTransport::connect_progress(const ConnPtr& c, int64_t now) {
+  // To a lowcomms peer, an association carries DLM only once its handshake is done.
+  if (sendable(*c)) {
+    e_.tx_connected(c);
+  } else if (c->retry_at_ns && now >= c->retry_at_ns) {
+    c->retry_at_ns = 0;
+    e_.tx_lost(c, ETIMEDOUT, "association setup");
+  }
+}
+
+bool SctpTransport::tx_event(uint64_t key, std::vector<ConnPtr>& work) {
+  if (key != kSctpKey) return false;
+  // One socket for every association: each node may have been waiting for it.
+  for (auto& c : e_.all_connections()) {
+    c->writable = true;
+    work.push_back(c);
+  }
+  return true;
+}
+
+bool SctpTransport::sendable(Connection& c) {
+  const int32_t a = send_assoc(c);
+  if (a == 0 || !c.handshake || !e_.cfg_.auth) return a != 0;
+  std::lock_guard lk(link(c).keys_mu);
+  return link(c).keys_assoc == a;
+}
+
+void SctpTransport::on_connected(Connection& c) {
+  SctpLink& l = link(c);
+  if (c.handshake && e_.cfg_.auth) {
+    // A new association (or a new handshake on one): new keys, counters from 0, and
+    // nothing sealed for the old one goes (the rewind puts it in the queue again).
+    l.sealed.clear();
+    l.sealer.reset();
+    std::lock_guard lk(l.keys_mu);  // the association and its key, as the receive thread set them
+    l.tx_assoc = send_assoc(c);
+    l.sealer_gen = l.keys_gen;
+    if (l.keys_assoc == l.tx_assoc && l.tx_assoc != 0)
+      l.sealer = record::Cipher::make(e_.cfg_.record_mode, l.keys_tx, true);
+    // Used: another tx_connected on this association (after a send error that did not end
+    // it) must not seal from counter 0 again under the same key; it waits for a new one.
+    l.keys_assoc = 0;
+    std::memset(l.keys_tx, 0, sizeof l.keys_tx);
+  } else {
+    l.tx_assoc = send_assoc(c);
+  }
+  l.down_err = -1;  // a reason left from an earlier association is not this one's
+}
+
+void SctpTransport::on_lost(const ConnPtr& c, bool was_connected) {
+  if (c->handshake && e_.cfg_.auth && was_connected && link(*c).tx_assoc != 0 &&
+      send_assoc(*c) == link(*c).tx_assoc && !sendable(*c)) {
+    // The association still stands but its key is spent: end it, so that a new one (new
+    // handshake, new key) takes over instead of waiting for it to go by itself.
+    {
+      std::lock_guard lk(e_.rx_cmd_mu_);
+      e_.rx_kill_nodes_.push_back(c->nodeid);
+    }
+    e_.rx_wake_.signal();
+  }
+}
+
+bool SctpTransport::link_current(const ConnPtr& c) {
+  if (send_assoc(*c) == 0) {
+    if (link(*c).down_err.exchange(-1) == 0)
+      e_.tx_lost(c, 0, "closed by peer");
+    else
+      e_.tx_lost(c, ECONNRESET, "association down");
+    return false;
+  }
+  if (send_assoc(*c) != link(*c).tx_assoc) {
+    // Another association took over: rewind for it (what the old one took unacked goes again).
+    e_.tx_lost(c, ECONNRESET, "association replaced");
+    return false;
+  }
+  return true;
+}
+
+// ---- sending (send thread) ----
+
+void SctpTransport::tamper(Connection& c) {
+  using Tamper = Lowcomms::Tamper;
+  auto& q = link(c).sealed;
   auto copy = [](const SealedMsg& m) {
     SealedMsg d;
     d.cap = d.len = m.len;
@@ -676,7 +688,8 @@ void Lowcomms::sctp_tamper(Connection& c) {
   c.tamper = 0;
 }
 
-bool Lowcomms::sctp_seal_more(const ConnPtr& c) {
+bool SctpTransport::seal_more(const ConnPtr& c) {
+  SctpLink& l = link(*c);
   iovec iov[kMaxMsgs];
   int n;
   uint64_t gen;
@@ -687,89 +700,103 @@ bool Lowcomms::sctp_seal_more(const ConnPtr& c) {
   size_t plain = 0;
   for (int i = 0; i < n; i++) {
     SealedMsg m;
-    if (!c->sctp_spare.empty()) {
-      m = std::move(c->sctp_spare.back());
-      c->sctp_spare.pop_back();
+    if (!l.spare.empty()) {
+      m = std::move(l.spare.back());
+      l.spare.pop_back();
     }
     const size_t need = iov[i].iov_len + record::kOverhead;
     if (m.cap < need) {
-      m.cap = std::max(need, size_t(cfg_.entry_bytes) + record::kOverhead);
+      m.cap = std::max(need, size_t(e_.cfg_.entry_bytes) + record::kOverhead);
       m.buf = std::make_unique_for_overwrite<uint8_t[]>(m.cap);
     }
     // Its counter is spent: the message goes as sealed, or not at all (association lost).
-    if (!c->sctp_sealer->seal(&iov[i], 1, iov[i].iov_len, m.buf.get())) return false;
+    if (!l.sealer->seal(&iov[i], 1, iov[i].iov_len, m.buf.get())) return false;
     m.len = need;
     plain += iov[i].iov_len;
-    c->sctp_sealed.push_back(std::move(m));
+    l.sealed.push_back(std::move(m));
   }
-  if (n) tx_advanced(c, plain, gen);
+  if (n) e_.tx_advanced(c, plain, gen);
   return true;
 }
 
-void Lowcomms::sctp_flush_sealed(const ConnPtr& c) {
-  iovec iov[kMaxMsgs];
+int SctpTransport::send_msgs(Connection& c, int32_t assoc_id, iovec* iov, int n, size_t* bytes, int* err) {
   mmsghdr msgs[kMaxMsgs];
   char cbufs[kMaxMsgs][CMSG_SPACE(sizeof(sctp_sndinfo))];
-  const int32_t assoc_id = c->send_assoc();
-  if (assoc_id == 0 || assoc_id != c->tx_assoc) {
-    kick_tx(c);  // the state machine sees the new association and reconnects
+  sctp_sndinfo si{};
+  si.snd_assoc_id = assoc_id;
+  si.snd_ppid = e_.cfg_.local_nodeid;  // as the kernel did: the sender's nodeid
+  for (int i = 0; i < n; i++) {
+    std::memset(&msgs[i], 0, sizeof msgs[i]);
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+    attach_sndinfo(msgs[i].msg_hdr, cbufs[i], sizeof cbufs[i], si);
+  }
+  const int r = ::sendmmsg(fd_.get(), msgs, unsigned(n), MSG_NOSIGNAL | MSG_DONTWAIT);
+  *err = r < 0 ? errno : EAGAIN;
+  c.ctr.tx_syscalls++;
+  *bytes = 0;
+  for (int i = 0; i < r; i++) *bytes += msgs[i].msg_len;
+  c.ctr.tx_bytes += *bytes;
+  return r;
+}
+
+void SctpTransport::send_stalled(const ConnPtr& c, int err) {
+  if (err == EAGAIN || err == EWOULDBLOCK || err == ENOMEM) {
+    // The socket's EPOLLOUT is shared by every association: poll again shortly too.
+    c->flush_at_ns = now_ns() + 1000000;
     return;
   }
-  if (!c->sctp_sealer || c->keys_gen != c->sealer_gen) {
+  e_.tx_lost(c, err, "send");
+}
+
+void SctpTransport::flush(const ConnPtr& c) {
+  if (c->handshake && e_.cfg_.auth)
+    flush_sealed(c);
+  else
+    flush_plain(c);
+}
+
+void SctpTransport::flush_sealed(const ConnPtr& c) {
+  SctpLink& l = link(*c);
+  iovec iov[kMaxMsgs];
+  const int32_t assoc_id = send_assoc(*c);
+  if (assoc_id == 0 || assoc_id != l.tx_assoc) {
+    e_.kick_tx(c);  // the state machine sees the new association and reconnects
+    return;
+  }
+  if (!l.sealer || l.keys_gen != l.sealer_gen) {
     // A new handshake on this association (restarted under the same id): rewind for it.
-    tx_lost(c, ECONNRESET, "association re-keyed");
+    e_.tx_lost(c, ECONNRESET, "association re-keyed");
     return;
   }
   for (int round = 0; round < 16; round++) {
-    if (c->sctp_sealed.empty() && !sctp_seal_more(c)) {
-      tx_lost(c, EIO, "record protection");
+    if (l.sealed.empty() && !seal_more(c)) {
+      e_.tx_lost(c, EIO, "record protection");
       return;
     }
-    if (c->sctp_sealed.empty()) return;
+    if (l.sealed.empty()) return;
     if (c->tamper) {
-      sctp_tamper(*c);
-      if (c->sctp_sealed.empty()) continue;  // dropped
+      tamper(*c);
+      if (l.sealed.empty()) continue;  // dropped
     }
-    const int n = int(std::min<size_t>(c->sctp_sealed.size(), kMaxMsgs));
-    sctp_sndinfo si{};
-    si.snd_assoc_id = assoc_id;
-    si.snd_ppid = cfg_.local_nodeid;
-    for (int i = 0; i < n; i++) {
-      iov[i] = iovec{c->sctp_sealed[size_t(i)].buf.get(), c->sctp_sealed[size_t(i)].len};
-      std::memset(&msgs[i], 0, sizeof msgs[i]);
-      msgs[i].msg_hdr.msg_iov = &iov[i];
-      msgs[i].msg_hdr.msg_iovlen = 1;
-      attach_sndinfo(msgs[i].msg_hdr, cbufs[i], sizeof cbufs[i], si);
+    const int n = int(std::min<size_t>(l.sealed.size(), kMaxMsgs));
+    for (int i = 0; i < n; i++) iov[i] = iovec{l.sealed[size_t(i)].buf.get(), l.sealed[size_t(i)].len};
+    size_t bytes;
+    int err;
+    const int r = send_msgs(*c, assoc_id, iov, n, &bytes, &err);
+    for (int i = 0; i < r; i++) {
+      if (l.spare.size() < kSealedSpares) l.spare.push_back(std::move(l.sealed.front()));
+      l.sealed.pop_front();
     }
-    const int r = ::sendmmsg(listen_fd_.get(), msgs, unsigned(n), MSG_NOSIGNAL | MSG_DONTWAIT);
-    c->ctr.tx_syscalls++;
-    if (r > 0) {
-      for (int i = 0; i < r; i++) {
-        c->ctr.tx_bytes += msgs[i].msg_len;
-        if (c->sctp_spare.size() < kSealedSpares) c->sctp_spare.push_back(std::move(c->sctp_sealed.front()));
-        c->sctp_sealed.pop_front();
-      }
-      if (r == n) continue;
-    }
-    const int e = r < 0 ? errno : EAGAIN;
-    if (e == EAGAIN || e == EWOULDBLOCK || e == ENOMEM) {
-      c->flush_at_ns = now_ns() + 1000000;
-      return;
-    }
-    tx_lost(c, e, "send");
+    if (r == n) continue;
+    send_stalled(c, err);
     return;
   }
-  kick_tx(c);
+  e_.kick_tx(c);
 }
 
-void Lowcomms::sctp_flush(const ConnPtr& c) {
-  if (c->handshake && cfg_.auth) {
-    sctp_flush_sealed(c);
-    return;
-  }
+void SctpTransport::flush_plain(const ConnPtr& c) {
   iovec iov[kMaxMsgs];
-  mmsghdr msgs[kMaxMsgs];
-  char cbufs[kMaxMsgs][CMSG_SPACE(sizeof(sctp_sndinfo))];
   for (int round = 0; round < 16; round++) {
     int n;
     uint64_t gen;
@@ -780,39 +807,20 @@ void Lowcomms::sctp_flush(const ConnPtr& c) {
     if (n == 0) return;
     // The receive thread may replace the association at any moment: read its id once and
     // send only on that one, and to a lowcomms peer only once it passed the handshake.
-    const int32_t assoc_id = c->send_assoc();
-    if (assoc_id == 0 || assoc_id != c->tx_assoc) {
-      kick_tx(c);  // the state machine sees the new association and reconnects
+    const int32_t assoc_id = send_assoc(*c);
+    if (assoc_id == 0 || assoc_id != link(*c).tx_assoc) {
+      e_.kick_tx(c);  // the state machine sees the new association and reconnects
       return;
     }
-    sctp_sndinfo si{};
-    si.snd_assoc_id = assoc_id;
-    si.snd_ppid = cfg_.local_nodeid;  // as the kernel did: the sender's nodeid
-    for (int i = 0; i < n; i++) {
-      std::memset(&msgs[i], 0, sizeof msgs[i]);
-      msgs[i].msg_hdr.msg_iov = &iov[i];
-      msgs[i].msg_hdr.msg_iovlen = 1;
-      attach_sndinfo(msgs[i].msg_hdr, cbufs[i], sizeof cbufs[i], si);
-    }
-    const int r = ::sendmmsg(listen_fd_.get(), msgs, unsigned(n), MSG_NOSIGNAL | MSG_DONTWAIT);
-    c->ctr.tx_syscalls++;
-    if (r > 0) {
-      size_t bytes = 0;
-      for (int i = 0; i < r; i++) bytes += msgs[i].msg_len;
-      c->ctr.tx_bytes += bytes;
-      tx_advanced(c, bytes, gen);
-      if (r == n) continue;
-    }
-    const int e = r < 0 ? errno : EAGAIN;
-    if (e == EAGAIN || e == EWOULDBLOCK || e == ENOMEM) {
-      // The socket's EPOLLOUT is shared by every association: poll again shortly too.
-      c->flush_at_ns = now_ns() + 1000000;
-      return;
-    }
-    tx_lost(c, e, "send");
+    size_t bytes;
+    int err;
+    const int r = send_msgs(*c, assoc_id, iov, n, &bytes, &err);
+    if (r > 0) e_.tx_advanced(c, bytes, gen);
+    if (r == n) continue;
+    send_stalled(c, err);
     return;
   }
-  kick_tx(c);
+  e_.kick_tx(c);
 }
 
 }  // namespace lowcomms

@@ -17,13 +17,13 @@ constexpr size_t kDirectMaxBytes = 16 * 1024;
 }  // namespace
 
 void Lowcomms::tx_direct(const ConnPtr& c) {
-  if (cfg_.transport != Transport::kTcp || !cfg_.flush.direct || !cfg_.flush.immediate || c->tx_pending) {
+  if (!transport_->direct_write() || !cfg_.flush.direct || !cfg_.flush.immediate || c->tx_pending) {
     kick_tx(c);
     return;
   }
   // Never wait for the send thread: if it holds the connection, it sees the new bytes.
   std::unique_lock lk(c->tx_mu, std::try_to_lock);
-  // With auth, records are sealed and sent by the send thread (tcp_flush_sealed).
+  // With auth, records are sealed and sent by the send thread (TcpTransport::flush_sealed).
   if (!lk.owns_lock() || c->tx_state != Connection::TxState::kConnected || !c->writable ||
       !c->sock || c->sock->dead || c->sock->sealer || c->sock_failed || c->removed) {
     if (lk.owns_lock()) lk.unlock();
@@ -39,7 +39,7 @@ void Lowcomms::tx_direct(const ConnPtr& c) {
     }
   }
   int err = 0;
-  const TxRound round = tcp_send_round(c, &err);
+  const TxRound round = transport_->write_round(c, &err);
   if (round != TxRound::kEmpty) c->ctr.tx_direct++;
   switch (round) {
     case TxRound::kEmpty:
