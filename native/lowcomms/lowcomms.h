@@ -296,7 +296,6 @@ class Lowcomms {
   };
   std::vector<ConsumeMark> batch_marks_;        // of the batch being filled (rx thread)
   uint64_t next_batch_id_ = 1;                  // rx thread
-  size_t rx_index_hint_ = 0;                    // the last batch's index size (rx thread)
   std::mutex consume_mu_;
   std::deque<PendingBatch> pending_batches_;    // handed over, oldest first (consume_mu_)
   std::thread rx_thread_;

@@ -100,18 +100,10 @@ bool Lowcomms::rx_process(Connection& c, uint32_t epoch, uint8_t* data, size_t l
   // A batch holds at most what the reads that fill it held: a short first read gets a
   // page; once the reads outgrow it, the full reserve at once (one move of < 4 KiB, no
   // doubling through 8, 16, 32 KiB).
-  // A full-size batch that this read would overflow goes now: growing it would copy
-  // everything in it and take it past glibc's mmap threshold (a fresh mapping, page
-  // faults and a munmap per batch). The boundary moves; order and accounting do not.
-  if (!batch_->index.empty() && batch_->data.capacity() >= kBatchReserve &&
-      len > batch_->data.capacity() - batch_->data.size())
-    rx_flush_batch();
-  // The index of a batch that starts big is sized like the last batch's, so that it does
-  // not grow through 48, 96, ... entries every batch.
-  BatchBytes& bd = batch_->data;
+  std::vector<uint8_t>& bd = batch_->data;
   if (bd.capacity() == 0) {
     bd.reserve(len < kSmallBatchBytes ? kSmallBatchBytes : kBatchReserve);
-    batch_->index.reserve(len < kSmallBatchBytes ? kBatchIndexReserve : std::max(kBatchIndexReserve, rx_index_hint_));
+    batch_->index.reserve(kBatchIndexReserve);
   } else if (bd.size() + len > bd.capacity() && bd.capacity() < kBatchReserve) {
     bd.reserve(std::max(kBatchReserve, bd.size() + len));
   }
@@ -142,7 +134,7 @@ bool Lowcomms::rx_process(Connection& c, uint32_t epoch, uint8_t* data, size_t l
         b.index.push_back(c.nodeid);
         b.index.push_back(uint32_t(b.data.size()));
         b.index.push_back(v.inner_len);
-        b.data.append(v.inner, v.inner_len);
+        b.data.insert(b.data.end(), v.inner, v.inner + v.inner_len);
       }
       if (v.apply_ack) {
         bool fin_acked = false;
@@ -192,7 +184,6 @@ bool Lowcomms::rx_process(Connection& c, uint32_t epoch, uint8_t* data, size_t l
 void Lowcomms::rx_flush_batch() {
   if (batch_->index.empty()) return;
   const size_t bytes = batch_->data.size();
-  rx_index_hint_ = batch_->index.size();
   const size_t pending = rx_pending_.fetch_add(bytes) + bytes;
   gctr_.batches++;
   batch_->id = next_batch_id_++;

@@ -53,7 +53,7 @@ function sink() {
   let n = 0;
   let want = 0;
   let errors = 0;
-  let cpu0, t0, n0;
+  let cpu0, t0, n0, b0;
   c.onBatch((b) => {
     const d = b.data;
     const idx = b.index;
@@ -72,11 +72,12 @@ function sink() {
         cpu0 = process.cpuUsage();
         t0 = performance.now();
         n0 = n;
+        b0 = c.stats().batches;
         setTimeout(() => {
           const cpu = process.cpuUsage(cpu0);
           const got = n - n0;
           const ms = performance.now() - t0;
-          process.send({ received: got, msgsPerSec: Math.round((got * 1000) / ms), rxCpuNs: ((cpu.user + cpu.system) * 1000) / got, errors });
+          process.send({ received: got, msgsPerSec: Math.round((got * 1000) / ms), rxCpuNs: ((cpu.user + cpu.system) * 1000) / got, msgsPerBatch: Math.round(got / (c.stats().batches - b0)), errors });
         }, seconds * 1000 - 100);
       }, 100);
       process.send('started');
