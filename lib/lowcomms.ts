@@ -35,7 +35,7 @@ import { native } from './native';
 import { formatMetrics, type MetricsOptions } from './metrics';
 import { NodeTable, type NodeConfig } from './nodetable';
 import { Sender } from './sender';
-import { checkNodesOption, checkOptions, checkOutgoing } from './validate';
+import { checkNodesOption, checkOptions, checkOutgoing, isPlainOutgoing } from './validate';
 
 export type TransportName = 'tcp' | 'sctp';
 
@@ -404,20 +404,9 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
       throw new StateError(`send() before start() or after close() (state '${this.state}')`);
     // Streams go to one node at a time: its check is remembered until the table changes.
     if (nodeid !== this.checkedDest || this.nodes.revision !== this.checkedDestRevision) this.checkDest(nodeid);
-    // The common shape, checked in place (no CheckedMessage built per message): the same
-    // rules as checkOutgoing, which handles every other shape and every error.
-    if (typeof msg === 'object' && msg !== null && !(msg instanceof Uint8Array)) {
-      const { lockspace, cmd, body } = msg as { lockspace?: unknown; cmd?: unknown; body?: unknown };
-      if (
-        body instanceof Uint8Array &&
-        typeof lockspace === 'number' &&
-        lockspace >>> 0 === lockspace &&
-        (cmd === DLM_MSG || cmd === DLM_RCOM) &&
-        body.length <= MAX_BODY &&
-        !this.kernelMinimums
-      )
-        return sender.stage(nodeid, lockspace, cmd, body, false);
-    }
+    // The common shape needs no CheckedMessage per message (validate.ts keeps both rules).
+    if (isPlainOutgoing(msg) && msg.body.length <= MAX_BODY && !this.kernelMinimums)
+      return sender.stage(nodeid, msg.lockspace, msg.cmd, msg.body, false);
     const m = checkOutgoing(msg);
     if (m.raw) {
       const raw = m.body;

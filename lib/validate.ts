@@ -52,6 +52,24 @@ export interface CheckedMessage {
 
 const PARTS = new Set(['lockspace', 'cmd', 'body']);
 
+/** The common shape of send()'s message, with nothing to convert or default. */
+export interface PlainOutgoing {
+  lockspace: number;
+  cmd: typeof DLM_MSG | typeof DLM_RCOM;
+  body: Uint8Array;
+}
+
+/**
+ * send()'s hot path: true when `msg` is { lockspace: u32, cmd: DLM_MSG | DLM_RCOM, body:
+ * Uint8Array }, which checkOutgoing would take as it is. Decides without allocating; every
+ * other shape (and every error) goes through checkOutgoing, whose rules these are.
+ */
+export function isPlainOutgoing(msg: unknown): msg is PlainOutgoing {
+  if (typeof msg !== 'object' || msg === null || msg instanceof Uint8Array) return false;
+  const { lockspace, cmd, body } = msg as { lockspace?: unknown; cmd?: unknown; body?: unknown };
+  return body instanceof Uint8Array && typeof lockspace === 'number' && lockspace >>> 0 === lockspace && (cmd === DLM_MSG || cmd === DLM_RCOM);
+}
+
 /**
  * What send() takes: bytes (a whole message, header included) or { lockspace, cmd, body }
  * with lockspace a u32, cmd DLM_MSG or DLM_RCOM (default DLM_MSG) and an optional body.
