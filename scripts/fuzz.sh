@@ -10,7 +10,7 @@ targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(stream writequeue auth record)
 command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ is needed (apt-get install clang libclang-rt-14-dev)" >&2; exit 2; }
 mkdir -p build-fuzz
-deps=(native/dlm/decode.cc native/midcomms/midcomms_node.cc native/midcomms/midcomms_tx.cc native/lowcomms/writequeue.cc native/lowcomms/auth.cc native/lowcomms/session_crypto.cc)
+deps=(native/dlm/decode.cc native/midcomms/midcomms_node.cc native/midcomms/midcomms_tx.cc native/midcomms/send_queue.cc native/lowcomms/writequeue.cc native/lowcomms/auth.cc native/lowcomms/session_crypto.cc)
 for t in "${targets[@]}"; do
   bin=build-fuzz/fuzz_$t
   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \

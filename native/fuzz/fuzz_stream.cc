@@ -426,6 +426,7 @@ struct Engine {
   bool our_fin_out = false;
   uint32_t epoch_before = 0;
   WriteQueue wq{4096};
+  SendQueue sq;
 
   // Everything queued since the last call, as it would go on the wire.
   std::vector<uint8_t> take_written() {
@@ -443,6 +444,7 @@ struct Engine {
       wq.advance(bytes, gen);
     }
     wq.clear();
+    sq.drop_all();
     return out;
   }
 
@@ -463,7 +465,7 @@ struct Engine {
   // Our FIN: one DLM_OPTS frame with the next sequence number around a bare FIN header.
   void queue_fin() {
     const uint32_t seq = node.seq_send();
-    midcomms_tx::queue_fin(node, wq, kOurNodeid);
+    midcomms_tx::queue_fin(node, sq, wq, kOurNodeid);
     const std::vector<uint8_t> w = take_written();
     FUZZ_CHECK(w.size() == dlm::kOptsLen + dlm::kHeaderLen && w[dlm::kOffCmd] == dlm::kOpts &&
                dlm::get_le32(&w[dlm::kOffLockspaceOrSeq]) == seq && w[dlm::kOffNextcmd] == dlm::kFin &&

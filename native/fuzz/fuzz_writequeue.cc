@@ -1,7 +1,8 @@
-// The send side: an arbitrary sequence of reserve (sequenced frames, FINs, plain ACKs,
-// plain unwrapped messages), partial sends, cumulative acks anywhere in the 32-bit
-// sequence space, forget_unacked (midcomms reset), reconnects (rewind), new sessions
-// (the peer restarted: new_session) and resets, against a model that holds every frame's
+// The send side: the write queue (lowcomms) with midcomms' send queue over it. An
+// arbitrary sequence of reserve (sequenced frames, FINs, plain ACKs, plain unwrapped
+// messages), partial sends, cumulative acks anywhere in the 32-bit sequence space,
+// forget (midcomms reset), reconnects (resend), new sessions (the peer restarted:
+// new_session) and resets, against a model that holds every frame's
 // bytes and whether some socket ever took it. After every op the queue's unsent byte
 // count equals the model's; after every rewind and new session (and at the end) the
 // unsent bytes are exactly the model's, byte for byte. Rewind: an optional ACK, the
@@ -20,6 +21,7 @@
 #include "dlm/wire.h"
 #include "fuzz/check.h"
 #include "lowcomms/writequeue.h"
+#include "midcomms/send_queue.h"
 
 using namespace lowcomms;
 
@@ -102,6 +104,7 @@ struct Model {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Input in{data, size};
   WriteQueue wq(4096 + (in.u8() % 4) * 4096);
+  SendQueue sq;
   // Near the wrap by default (the high bytes from the input, most often 0xff..).
   uint32_t seq_send = ~in.u32() ^ 0xff;
   Model m;
@@ -122,7 +125,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         // A payload of its own per frame: a mix-up of frames shows in the bytes.
         fill++;
         for (uint32_t i = dlm::kOptsLen + dlm::kHeaderLen; i < len; i++) f[i] = uint8_t(fill + i);
-        wq.track_last(seq_send, len, fin);
+        sq.track(wq, seq_send, len, fin);
         m.add(Frame{std::vector<uint8_t>(f, f + len), true, seq_send, fin});
         seq_send++;
         break;
@@ -173,7 +176,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         else
           upto = seq_send - uint32_t(m.unacked.size()) + uint32_t(int8_t(in.u8()));
         bool fin = false;
-        const size_t released = wq.ack(upto, &fin);
+        const size_t released = sq.ack(wq, upto, &fin);
         size_t model = 0;
         bool model_fin = false;
         while (!m.unacked.empty() && dlm::seq_before(m.unacked.front().seq, upto)) {
@@ -186,7 +189,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       }
       case 5: {  // midcomms reset of the sequence state: nothing unacked is resent
-        const size_t n = wq.forget_unacked();
+        const size_t n = sq.forget(wq);
         FUZZ_CHECK(n == m.unacked.size());
         m.unacked.clear();
         break;
@@ -222,7 +225,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             next.add(p);
           }
         }
-        const size_t resent = wq.rewind(ack_seq, 7, with_ack);
+        const size_t resent = sq.resend(wq, ack_seq, 7, with_ack);
         FUZZ_CHECK(resent == taken);
         m = std::move(next);
         FUZZ_CHECK(unsent_bytes(wq) == m.stream());
@@ -243,6 +246,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
         if (!(op & 8)) {
           wq.clear();
+          FUZZ_CHECK(sq.drop_all() == m.unacked.size());
           m = Model{};
         } else {
           const uint32_t first = (op & 32) ? in.u32() : 0;
@@ -267,7 +271,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             }
           }
           uint32_t renumbered = 0xdeadbeef;
-          const size_t dropped = wq.new_session(first, &renumbered);
+          const size_t dropped = sq.new_session(wq, first, &renumbered);
           FUZZ_CHECK(dropped == want_dropped);
           FUZZ_CHECK(renumbered == want_renumbered);
           m = std::move(next);
@@ -289,11 +293,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       }
     }
-    FUZZ_CHECK(wq.unacked_frames() == m.unacked.size());
+    FUZZ_CHECK(sq.size() == m.unacked.size());
     FUZZ_CHECK(wq.unsent_bytes() == m.unsent);
     FUZZ_CHECK(wq.unsent_bytes() <= wq.held_bytes());
     // Nothing unsent and nothing unacked: nothing may count against the node's limit.
-    if (wq.unacked_frames() == 0 && wq.unsent_bytes() == 0) FUZZ_CHECK(wq.held_bytes() == 0);
+    if (sq.size() == 0 && wq.unsent_bytes() == 0) FUZZ_CHECK(wq.held_bytes() == 0);
   }
   FUZZ_CHECK(unsent_bytes(wq) == m.stream());
   return 0;

@@ -13,6 +13,7 @@
 #include "lowcomms/auth.h"
 #include "lowcomms/writequeue.h"
 #include "midcomms/midcomms_node.h"
+#include "midcomms/send_queue.h"
 #include "util/unique_fd.h"
 
 namespace lowcomms {
@@ -92,9 +93,10 @@ struct Connection {
   // otherwise slip in between the reset and the drop of the old sockets).
   std::atomic<uint32_t> reset_epoch{0};
 
-  std::mutex mu;        // guards wq and mc
+  std::mutex mu;        // guards wq, mc and sendq
   WriteQueue wq;
   MidcommsNode mc;
+  SendQueue sendq;      // midcomms: our sequenced frames in wq until the peer acks them
   bool backpressured = false;  // (mu) send() refused; a drain event is due
 
   std::atomic<bool> tx_pending{false};  // queued on the send thread's ready list

@@ -215,7 +215,7 @@ void Lowcomms::rx_auth_reply(const AuthReply& r) {
 size_t Lowcomms::restart_session_locked(Connection& c, bool* drained) {
   c.mc.reset();
   uint32_t renumbered = 0;
-  const size_t dropped = c.wq.new_session(0, &renumbered);
+  const size_t dropped = c.sendq.new_session(c.wq, 0, &renumbered);
   c.mc.renumbered(renumbered);
   // What was dropped frees room: a sender waiting for 'drain' must hear of it.
   *drained = drain_due_locked(c);

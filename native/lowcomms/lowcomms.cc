@@ -155,7 +155,7 @@ bool Lowcomms::tamper_records(uint32_t nodeid, Tamper what) {
 
 void Lowcomms::reset_locked(Connection& c) {
   c.mc.reset();
-  c.wq.forget_unacked();
+  c.sendq.forget(c.wq);
 }
 
 bool Lowcomms::drain_due_locked(Connection& c) {
@@ -167,7 +167,8 @@ bool Lowcomms::drain_due_locked(Connection& c) {
 size_t Lowcomms::drop_session_locked(Connection& c) {
   // Frames of the old session carry its sequence numbers: none may reach the new one.
   c.mc.reset();
-  return c.wq.clear();
+  c.wq.clear();
+  return c.sendq.drop_all();
 }
 
 void Lowcomms::kick_tx(const ConnPtr& c) {
@@ -185,13 +186,13 @@ void Lowcomms::queue_ack_locked(Connection& c, bool all) {
   c.ctr.acks_sent++;
 }
 
-void Lowcomms::queue_fin_locked(Connection& c) { midcomms_tx::queue_fin(c.mc, c.wq, cfg_.local_nodeid); }
+void Lowcomms::queue_fin_locked(Connection& c) { midcomms_tx::queue_fin(c.mc, c.sendq, c.wq, cfg_.local_nodeid); }
 
 int Lowcomms::enqueue_locked(Connection& c, uint32_t lockspace, uint8_t cmd, const uint8_t* body,
                              size_t body_len, bool* wake) {
   const size_t unsent_before = c.wq.unsent_bytes();
   const midcomms_tx::MessageOut out =
-      midcomms_tx::queue_message(c.mc, c.wq, cfg_.local_nodeid, lockspace, cmd, body, body_len);
+      midcomms_tx::queue_message(c.mc, c.sendq, c.wq, cfg_.local_nodeid, lockspace, cmd, body, body_len);
   if (out.result == midcomms_tx::Framed::kClosing) return kSendClosing;
   if (out.ack_piggybacked) c.ctr.acks_sent++;
   c.ctr.tx_msgs.fetch_add(1, std::memory_order_relaxed);
@@ -298,7 +299,7 @@ bool Lowcomms::begin_close_node(uint32_t nodeid) {
 bool Lowcomms::node_quiesced(const Connection& c) const {
   const FinState s = c.mc.state();
   if (s != FinState::kClosed && s != FinState::kEstablished) return false;
-  if (s == FinState::kEstablished && c.mc.version() != PeerVersion::k31 && c.wq.unacked_frames() > 0)
+  if (s == FinState::kEstablished && c.mc.version() != PeerVersion::k31 && !c.sendq.empty())
     return false;
   // The handshake's last ACK (or a 3.1 peer's messages) must be on the wire too.
   return !c.wq.has_unsent();
@@ -387,7 +388,7 @@ std::vector<Lowcomms::NodeStats> Lowcomms::node_stats() {
     std::lock_guard lk(c->mu);
     s.queued_bytes = c->wq.unsent_bytes();
     s.held_bytes = c->wq.held_bytes();
-    s.unacked = c->wq.unacked_frames();
+    s.unacked = c->sendq.size();
     s.seq_send = c->mc.seq_send();
     s.seq_next = c->mc.seq_next();
     s.version = c->mc.version();

@@ -138,7 +138,7 @@ bool Lowcomms::rx_process(Connection& c, uint32_t epoch, uint8_t* data, size_t l
       }
       if (v.apply_ack) {
         bool fin_acked = false;
-        c.wq.ack(v.ack_value, &fin_acked);
+        c.sendq.ack(c.wq, v.ack_value, &fin_acked);
         if (fin_acked && c.mc.on_fin_acked()) {
           reset_locked(c);
           closed = true;

@@ -92,7 +92,7 @@ void Lowcomms::tx_service_locked(const ConnPtr& c, int64_t now) {
   {
     std::lock_guard lk(c->mu);
     unsent = c->wq.unsent_bytes();
-    has_work = unsent > 0 || c->wq.unacked_frames() > 0;
+    has_work = unsent > 0 || !c->sendq.empty();
   }
   switch (c->tx_state.load()) {
     case Connection::TxState::kIdle:
@@ -192,7 +192,7 @@ void Lowcomms::tx_connected(const ConnPtr& c) {
   {
     std::lock_guard lk(c->mu);
     const bool v32 = c->mc.version() == PeerVersion::k32;
-    resent = c->wq.rewind(c->mc.ack_seq(), cfg_.local_nodeid, v32);
+    resent = c->sendq.resend(c->wq, c->mc.ack_seq(), cfg_.local_nodeid, v32);
     if (v32) c->mc.acked();
   }
   c->ctr.resent += resent;

@@ -9,16 +9,16 @@ void queue_ack(MidcommsNode& mc, WriteQueue& wq, uint32_t our_nodeid, bool all) 
   mc.acked();
 }
 
-void queue_fin(MidcommsNode& mc, WriteQueue& wq, uint32_t our_nodeid) {
+void queue_fin(MidcommsNode& mc, SendQueue& sq, WriteQueue& wq, uint32_t our_nodeid) {
   constexpr uint32_t len = uint32_t(dlm::kOptsLen + dlm::kHeaderLen);
   uint8_t* p = wq.reserve(len);
   const uint32_t seq = mc.next_seq();
   dlm::write_opts(p, seq, our_nodeid, uint16_t(dlm::kHeaderLen), dlm::kFin);
   dlm::write_header(p + dlm::kOptsLen, dlm::kVersion32, 0, our_nodeid, uint16_t(dlm::kHeaderLen), dlm::kFin);
-  wq.track_last(seq, len, true);
+  sq.track(wq, seq, len, true);
 }
 
-MessageOut queue_message(MidcommsNode& mc, WriteQueue& wq, uint32_t our_nodeid, uint32_t lockspace,
+MessageOut queue_message(MidcommsNode& mc, SendQueue& sq, WriteQueue& wq, uint32_t our_nodeid, uint32_t lockspace,
                          uint8_t cmd, const uint8_t* body, size_t body_len) {
   MessageOut out;
   if (!mc.can_send()) {
@@ -43,7 +43,7 @@ MessageOut queue_message(MidcommsNode& mc, WriteQueue& wq, uint32_t our_nodeid, 
   if (!plain) {
     const uint32_t seq = mc.next_seq();
     dlm::write_opts(p, seq, our_nodeid, uint16_t(inner_len), cmd);
-    wq.track_last(seq, uint32_t(frame_len), false);
+    sq.track(wq, seq, uint32_t(frame_len), false);
     p += dlm::kOptsLen;
   }
   dlm::write_header(p, v31 ? dlm::kVersion31 : dlm::kVersion32, lockspace, our_nodeid, uint16_t(inner_len), cmd);
