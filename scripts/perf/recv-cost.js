@@ -6,6 +6,7 @@
 //   ROOT=/other/checkout SIZE=64 SECONDS=2 node scripts/perf/recv-cost.js
 //   PERF=1 ...: the child runs with --perf-basic-prof and prints its pid on stderr, for
 //   `perf record -p PID` while it runs.
+//   TRACE_GC=1 ...: the child runs with --trace-gc (when its batches' Buffers are collected).
 // It loads the compiled package (dist/; run `npm run build:ts` first) from ROOT.
 'use strict';
 const { fork } = require('node:child_process');
@@ -20,7 +21,7 @@ const nodes = [{ nodeid: 1, addrs: ['127.0.0.1'] }, { nodeid: 2, addrs: ['127.0.
 const body = Buffer.alloc(size - 16);
 
 async function main() {
-  const execArgv = process.env.PERF ? ['--perf-basic-prof'] : [];
+  const execArgv = process.env.PERF ? ['--perf-basic-prof'] : process.env.TRACE_GC ? ['--trace-gc'] : [];
   const child = fork(__filename, ['sink'], { execArgv, env: { ...process.env, PORT: String(port) } });
   await new Promise((r) => child.once('message', r));
   const c = new Lowcomms({ nodeid: 1, nodes, transport: 'tcp', port });
