@@ -214,11 +214,13 @@ export interface LowcommsEvents {
   /**
    * Messages that were not delivered and never will be: `reason` 'removed' (removeNode),
    * 'reset' (resetNode), 'closing' (sent to a node in its FIN handshake) or 'restart'
-   * (sent to a peer's previous incarnation and never acknowledged by it).
+   * (sent to a peer's previous session and never acknowledged by it: the peer restarted,
+   * or reset or removed and re-added us; some may have reached its application first).
    */
   dropped: [{ nodeid: number; count: number; reason: string }];
   /**
-   * A peer restarted (a new incarnation): its session started over on both sides before
+   * A peer restarted (a new incarnation; also when it called resetNode() on us, or
+   * removeNode() and addNode()): its session started over on both sides before
    * any message of the new one was read. `dropped` messages sent to the old incarnation
    * were never acknowledged (also reported by a 'dropped' event); messages queued but not
    * yet sent go to the new incarnation.
@@ -472,7 +474,8 @@ export class Lowcomms extends EventEmitter<LowcommsEvents> {
 
   /**
    * Removes a node (fenced, or gone from the cluster): its sockets close and its
-   * queued and unacked messages are dropped, reported by a 'dropped' event.
+   * queued and unacked messages are dropped, reported by a 'dropped' event. Added again
+   * later, it starts a new session: a lowcomms peer sees a new incarnation of ours.
    */
   removeNode(nodeid: number): boolean {
     if (nodeid === this.nodeid) throw new ConfigError('cannot remove the local node');

@@ -84,6 +84,7 @@ void Lowcomms::add_node(uint32_t nodeid, std::vector<SockAddr> addrs, uint32_t m
                                             cfg_.protocol31 ? PeerVersion::k31 : PeerVersion::kNotSet,
                                             !kernel && !cfg_.protocol31);
     c->link = transport_->make_link();
+    if (auto e = next_epoch_.find(nodeid); e != next_epoch_.end()) c->local_epoch = e->second;
   }
   if (running_ && nodeid != cfg_.local_nodeid) kick_tx(c);
 }
@@ -96,6 +97,7 @@ bool Lowcomms::remove_node(uint32_t nodeid) {
     if (it == conns_.end()) return false;
     c = std::move(it->second);
     conns_.erase(it);
+    next_epoch_[nodeid] = c->local_epoch + 1;
   }
   size_t dropped;
   {

@@ -243,6 +243,10 @@ class Lowcomms {
 
   std::shared_mutex table_mu_;
   std::unordered_map<uint32_t, ConnPtr> conns_;
+  // (table_mu_) Per removed nodeid, the local_epoch its next Connection starts at: a node
+  // removed and added again is a new session for the peer too (a new incarnation of ours),
+  // or the peer would resend what we delivered before the removal into our fresh state.
+  std::unordered_map<uint32_t, uint32_t> next_epoch_;
   std::vector<SockAddr> local_;       // copy of the local node's addresses at start()
 
   std::atomic<bool> running_{false};

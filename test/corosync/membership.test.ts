@@ -55,13 +55,25 @@ const flow = (ms: number) => new Promise((r) => setTimeout(r, ms));
 interface Session {
   sent: number;
   dropped: number;
+  /** Of `dropped`: reported because the receiver started a new session with us ('restart'). */
+  restartDropped: number;
+}
+
+/** The engine events (connect, assoc, restart, ...) both ends logged about each other, for a failure's message. */
+function engineEvents(a: number, b: number): string {
+  const lines: string[] = [];
+  for (const [i, peer] of [[a, b], [b, a]] as const)
+    for (const f of cluster.logs.get(i) ?? [])
+      for (const e of cluster.read(f))
+        if (typeof e.t === 'string' && e.t.startsWith('ev:') && e.nodeid === peer) lines.push(`node ${i}: ${JSON.stringify(e)}`);
+  return lines.length ? `\n${lines.slice(-60).join('\n')}` : '';
 }
 
 /**
  * Pauses every running service (each waits until all it sent is acked), checks every
  * log so far, and resumes. `alive` are the services running now.
  */
-async function pauseAndCheck(alive: number[]): Promise<{ sessions: number; delivered: number; dropped: number }> {
+async function pauseAndCheck(alive: number[]): Promise<{ sessions: number; delivered: number; dropped: number; restartDropped: number }> {
   for (const i of alive) {
     const r = await cluster.command(i, 'pause');
     assert.equal(r.ok, true, `node ${i} could not get every message acked: ${JSON.stringify(r)}`);
@@ -83,6 +95,7 @@ async function pauseAndCheck(alive: number[]): Promise<{ sessions: number; deliv
   let sessions = 0;
   let delivered = 0;
   let droppedTotal = 0;
+  let restartDroppedTotal = 0;
   for (const r of runs) {
     const gen = events(r.log, 'ready')[0]?.gen as string;
     assert.ok(gen, `node ${r.nodeid}: a run without 'ready'`);
@@ -90,7 +103,7 @@ async function pauseAndCheck(alive: number[]): Promise<{ sessions: number; deliv
     const at = (to: number, e: number) => {
       const k = `${to}:${e}`;
       let s = sess.get(k);
-      if (!s) sess.set(k, (s = { sent: 0, dropped: 0 }));
+      if (!s) sess.set(k, (s = { sent: 0, dropped: 0, restartDropped: 0 }));
       return s;
     };
     for (const e of r.log) {
@@ -100,7 +113,9 @@ async function pauseAndCheck(alive: number[]): Promise<{ sessions: number; deliv
         s.sent++;
       } else if (e.t === 'dropped') {
         assert.notEqual(e.e, undefined, `node ${r.nodeid}: a drop for ${String(e.to)} outside any session: ${JSON.stringify(e)}`);
-        at(e.to as number, e.e as number).dropped += e.count as number;
+        const s = at(e.to as number, e.e as number);
+        s.dropped += e.count as number;
+        if (e.reason === 'restart') s.restartDropped += e.count as number;
       }
     }
     // The session each destination is in now (the last join not followed by a leave).
@@ -113,16 +128,26 @@ async function pauseAndCheck(alive: number[]): Promise<{ sessions: number; deliv
       const [to, ep] = k.split(':').map(Number) as [number, number];
       const seqs = got.get(`${r.nodeid}>${to}:${gen}:${ep}`) ?? [];
       const where = `node ${r.nodeid} (gen ${gen}) -> node ${to}, session ${ep}: sent ${s.sent}, dropped ${s.dropped}, delivered ${seqs.length}`;
-      seqs.forEach((v, idx) => assert.equal(v, idx, `${where}: delivery ${idx} was seq ${v} (duplicate, gap or reorder)`));
+      // Without drops: 0, 1, 2, ... exactly. A drop may leave a gap (reported messages the
+      // receiver never got), never a duplicate or a reorder.
+      if (s.dropped === 0)
+        seqs.forEach((v, idx) => assert.equal(v, idx, `${where}: delivery ${idx} was seq ${v} (duplicate, gap or reorder)${engineEvents(r.nodeid, to)}`));
+      else
+        seqs.forEach((v, idx) => assert.ok(idx === 0 || v > seqs[idx - 1]!, `${where}: delivery ${idx} was seq ${v} after ${seqs[idx - 1]} (duplicate or reorder)${engineEvents(r.nodeid, to)}`));
       sessions++;
       delivered += seqs.length;
       droppedTotal += s.dropped;
+      restartDroppedTotal += s.restartDropped;
       if (!r.current) {
         // A run that is gone: whatever it logged as sent (a kill may cut the last log line).
         assert.ok(seqs.length <= s.sent + 1, `${where}: more delivered than sent`);
       } else if (open.get(to) === ep && alive.includes(to)) {
-        assert.equal(s.dropped, 0, `${where}: drops in a session that is still open`);
-        assert.equal(seqs.length, s.sent, `${where}: an open session must deliver everything once acked`);
+        // Only the receiver starting a new session with us may drop in an open one: its
+        // membership can drop us for a moment (its first view, taken before we joined,
+        // came to it after our first messages) and take us back: what its old session
+        // never acked is reported, and what follows goes on.
+        assert.equal(s.dropped, s.restartDropped, `${where}: drops other than 'restart' in a session that is still open`);
+        assert.ok(seqs.length >= s.sent - s.dropped && seqs.length <= s.sent, `${where}: an open session must deliver everything acked, once`);
       } else {
         assert.ok(s.dropped <= s.sent, `${where}: more dropped than sent`);
         assert.ok(seqs.length >= s.sent - s.dropped, `${where}: lost messages that were not reported as dropped`);
@@ -131,7 +156,7 @@ async function pauseAndCheck(alive: number[]): Promise<{ sessions: number; deliv
     }
   }
   for (const i of alive) cluster.send(i, 'resume');
-  return { sessions, delivered, dropped: droppedTotal };
+  return { sessions, delivered, dropped: droppedTotal, restartDropped: restartDroppedTotal };
 }
 
 /** Where each node's current log ends now: a scenario looks at what follows. */
@@ -160,8 +185,10 @@ function suite(transport: TransportName): void {
     for (let i = 1; i <= N; i++) await waitQuorate(i, true);
     await flow(1000);
     const r = await pauseAndCheck([1, 2, 3]);
-    t.diagnostic(`sessions ${r.sessions}, delivered ${r.delivered}, dropped ${r.dropped}`);
-    assert.equal(r.dropped, 0);
+    t.diagnostic(`sessions ${r.sessions}, delivered ${r.delivered}, dropped ${r.dropped} (restart ${r.restartDropped})`);
+    // A node whose first view of the group came before another's join drops that node
+    // and takes it back: a new session, its unacked messages reported ('restart').
+    assert.equal(r.dropped, r.restartDropped);
     assert.ok(r.delivered > 6 * 20, `too little traffic: ${r.delivered}`);
   });
 

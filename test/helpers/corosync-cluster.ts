@@ -212,12 +212,11 @@ export class CorosyncCluster {
     sh('ip', '-n', this.bridgeNs, 'link', 'set', `p${i}`, up ? 'up' : 'down');
   }
 
+  /** Every whole line of a log: the last one may be half written (read while appended, or cut by SIGKILL). */
   read(file: string): LogEntry[] {
-    return fs
-      .readFileSync(file, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as LogEntry);
+    const lines = fs.readFileSync(file, 'utf8').split('\n');
+    lines.pop(); // '' after the last newline, or a line not finished yet
+    return lines.filter(Boolean).map((l) => JSON.parse(l) as LogEntry);
   }
 
   /** The current run's log of node i. */

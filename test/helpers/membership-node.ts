@@ -35,6 +35,13 @@ async function main(): Promise<void> {
     const e = d.reason === 'removed' || d.reason === 'reset' ? ended.get(d.nodeid) : epoch.get(d.nodeid);
     log({ t: 'dropped', to: d.nodeid, count: d.count, reason: d.reason, e });
   });
+  // The engine's connection events, for reading a failed run's log (LOWCOMMS_TEST_KEEP_LOGS).
+  comms.on('connect', (ev) => log({ t: 'ev:connect', ...ev }));
+  comms.on('disconnect', (ev) => log({ t: 'ev:disconnect', ...ev }));
+  comms.on('restart', (ev) => log({ t: 'ev:restart', ...ev }));
+  comms.on('desync', (ev) => log({ t: 'ev:desync', nodeid: ev.nodeid, reason: ev.reason, count: ev.count }));
+  comms.on('reject', (ev) => log({ t: 'ev:reject', ...ev }));
+  comms.on('assoc', (ev) => log({ t: 'ev:assoc', ...ev }));
   await comms.start();
   const mem = new CorosyncMembership(comms, { group: group! });
   mem.on('join', (j) => {

@@ -147,3 +147,32 @@ for (const transport of testTransports()) {
     assert.equal(n2.gapDropped, 0, 'nothing of the new session dropped as a gap');
   });
 }
+
+for (const transport of testTransports()) {
+  test(`removeNode() + addNode() of a live lowcomms peer (${transport}): a new session on both sides, nothing delivered twice`, async (t) => {
+    // Acks only after 256 consumed messages or 10 s: node 2 still holds the first 20 unacked.
+    const cl = await startCluster(t, { n: 2, transport, options: { ackDelayMs: 10_000 } });
+    const got = new Map<number, string[]>([[1, []], [2, []]]);
+    const dropped: Array<{ count: number; reason: string }> = [];
+    const restarts: number[] = [];
+    for (const id of [1, 2]) cl.get(id).onMessage((m) => got.get(id)!.push(m.body.toString()));
+    cl.get(1).on('dropped', (d) => dropped.push({ count: d.count, reason: d.reason }));
+    cl.get(1).on('restart', (e) => restarts.push(e.nodeid));
+    for (let i = 0; i < 20; i++) cl.get(1).send(2, { body: `a${i}` });
+    await until(() => got.get(2)!.length === 20, 10_000, 'the first 20 messages');
+    assert.equal(cl.get(1).stats().nodes.find((n) => n.nodeid === 2)!.unacked, 20, 'node 2 has not acked them yet');
+    // Node 2's application drops node 1 (say, its membership saw it leave) and takes it back;
+    // its first message brings node 1 the news.
+    cl.get(2).removeNode(1);
+    cl.get(2).addNode(cl.nodes.find((n) => n.nodeid === 1)!);
+    cl.get(2).send(1, { body: 'b0' });
+    await until(() => restarts.length > 0 && got.get(1)!.length === 1, 10_000, "node 1 to meet node 2's new session");
+    for (let i = 20; i < 40; i++) cl.get(1).send(2, { body: `a${i}` });
+    await until(() => got.get(2)!.length >= 40, 10_000, 'the next 20 messages');
+    await new Promise((r) => setTimeout(r, 200)); // a duplicate would come with them
+    assert.deepEqual(got.get(2), Array.from({ length: 40 }, (_, i) => `a${i}`), 'every message once, in order');
+    // The 20 node 2's old session never acked are reported to node 1, not resent into the new one.
+    assert.deepEqual(restarts, [2]);
+    assert.deepEqual(dropped, [{ count: 20, reason: 'restart' }]);
+  });
+}
